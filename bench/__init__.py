@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``). They never run inside the test suite."""

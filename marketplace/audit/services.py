@@ -1,0 +1,80 @@
+"""Writing the audit trail and applying state transitions."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from marketplace.accounts.rules import Principal
+from marketplace.audit.models import AuditRecord
+from marketplace.clock import now_utc
+from marketplace.errors import InvalidTransition
+
+S = TypeVar("S", bound=enum.Enum)
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    entity_type: str,
+    entity_id: int,
+    action: str,
+    actor: Principal | None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
+    entry = AuditRecord(
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        actor_user_id=actor.user_id if actor else None,
+        actor_organisation_id=actor.organisation_id if actor else None,
+        via=actor.via if actor else "system",
+        occurred_at=now_utc(),
+        details=details or {},
+    )
+    session.add(entry)
+    return entry
+
+
+async def apply_transition(
+    session: AsyncSession,
+    *,
+    entity: Any,
+    entity_type: str,
+    to_state: S,
+    allowed: Mapping[S, frozenset[S]],
+    actor: Principal | None,
+    action: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Move ``entity.status`` to ``to_state`` if the transition table allows it, and audit it."""
+    from_state: S = entity.status
+    if to_state not in allowed.get(from_state, frozenset()):
+        raise InvalidTransition(f"当前状态“{_label(from_state)}”不能变更为“{_label(to_state)}”")
+    entity.status = to_state
+    await session.flush()
+    await record(
+        session,
+        entity_type=entity_type,
+        entity_id=entity.id,
+        action=action,
+        actor=actor,
+        from_state=from_state.value,
+        to_state=to_state.value,
+        reason=reason,
+        details=details,
+    )
+
+
+def _label(state: enum.Enum) -> str:
+    return getattr(state, "label", state.value)

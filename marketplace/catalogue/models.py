@@ -1,0 +1,48 @@
+"""The public catalogue's search table: one denormalised row per published offer.
+
+Full-text search over ``search_tokens`` (jieba-segmented title, abstract and keywords) uses an
+FTS5 table on SQLite and a GIN index on ``to_tsvector('simple', search_tokens)`` on PostgreSQL;
+both are created by the migrations only (see migrations/env.py for why autogenerate skips them).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from marketplace.db import Base, DateTimeUTC, Money, enum_type
+from marketplace.offers.models import PaymentMode
+from marketplace.patents.models import PatentType
+
+
+class CatalogueEntry(Base):
+    """A published offer as the catalogue shows and searches it (目录条目)."""
+
+    __tablename__ = "catalogue_entries"
+    __table_args__ = (
+        Index("ix_catalogue_type_published", "patent_type", "published_at"),
+        Index("ix_catalogue_ipc_class", "ipc_class"),
+        Index("ix_catalogue_licensor", "licensor_organisation_id"),
+        Index("ix_catalogue_province", "province_code"),
+        Index("ix_catalogue_mode", "payment_mode"),
+        Index("ix_catalogue_upfront", "upfront_cost_fen"),
+    )
+
+    offer_id: Mapped[int] = mapped_column(ForeignKey("open_licence_offers.id", ondelete="CASCADE"), unique=True)
+    patent_id: Mapped[int] = mapped_column(ForeignKey("patents.id", ondelete="CASCADE"), index=True)
+    licensor_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300))
+    licensor_name: Mapped[str] = mapped_column(String(200))
+    search_tokens: Mapped[str] = mapped_column(Text)
+    patent_type: Mapped[PatentType] = mapped_column(enum_type(PatentType, "patent_type"))
+    ipc_section: Mapped[str | None] = mapped_column(String(1))
+    ipc_class: Mapped[str | None] = mapped_column(String(3))
+    province_code: Mapped[str | None] = mapped_column(String(2))
+    payment_mode: Mapped[PaymentMode] = mapped_column(enum_type(PaymentMode, "payment_mode"))
+    pay_after_use: Mapped[bool] = mapped_column(default=False)
+    upfront_cost_fen: Mapped[int] = mapped_column(Money, default=0)
+    trl: Mapped[int | None] = mapped_column()
+    published_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    expiry_date: Mapped[date] = mapped_column()

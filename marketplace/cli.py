@@ -1,0 +1,133 @@
+"""The ``marketplace`` command: serve, run the worker, migrate, load demo data, create the first admin."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from marketplace.settings import PROJECT_ROOT, load_settings
+
+
+def _alembic_config():
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    return config
+
+
+@click.group()
+def main() -> None:
+    """专利开放许可平台 — open-licence patent marketplace."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every Alembic migration (alembic upgrade head)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+
+
+@main.command()
+@click.option("--host", default=None, help="Defaults to HOST (127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Defaults to PORT (8000).")
+def run(host: str | None, port: int | None) -> None:
+    """Serve the web application (the outbox worker runs in-process unless RUN_WORKER_IN_PROCESS=0)."""
+    import uvicorn
+
+    settings = load_settings()
+    uvicorn.run(
+        "marketplace.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@main.command()
+def worker() -> None:
+    """Drain the outbox (emails, exports, provider calls) until interrupted."""
+    from marketplace.db import make_engine, make_sessionmaker
+    from marketplace.outbox.services import run_worker
+
+    settings = load_settings()
+
+    async def _main() -> None:
+        engine = make_engine(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo("worker: draining the outbox (Ctrl-C to stop)")
+        await run_worker(make_sessionmaker(engine), settings, stop)
+        await engine.dispose()
+
+    asyncio.run(_main())
+
+
+@main.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--name", "display_name", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, display_name: str, password: str) -> None:
+    """Create a platform administrator (平台管理员)."""
+    from marketplace.accounts.models import Role
+    from marketplace.accounts.services import create_user, ensure_platform_organisation
+    from marketplace.db import make_engine, make_sessionmaker
+    from marketplace.errors import ValidationFailed
+
+    async def _main() -> None:
+        engine = make_engine(load_settings())
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                platform = await ensure_platform_organisation(session)
+                await create_user(
+                    session,
+                    organisation=platform,
+                    email=email,
+                    display_name=display_name,
+                    password=password,
+                    role=Role.PLATFORM_ADMIN,
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(_main())
+    except ValidationFailed as exc:
+        for error in exc.errors:
+            click.echo(f"{error.field}: {error.message}", err=True)
+        raise SystemExit(2) from exc
+    click.echo(f"平台管理员 {email} 已创建")
+
+
+@main.group()
+def demo() -> None:
+    """Demonstration data."""
+
+
+@demo.command("load")
+@click.option("--seed", default=20261123, show_default=True)
+def demo_load(seed: int) -> None:
+    """Load demo organisations, users, patents and offers once (does nothing if already loaded)."""
+    from marketplace.demo.loader import load_demo
+
+    logins = asyncio.run(load_demo(load_settings(), seed=seed))
+    if logins is None:
+        click.echo("演示数据已存在，未重复导入。")
+        logins_path = Path(load_settings().data_dir) / "demo-logins.txt"
+        if logins_path.exists():
+            click.echo(logins_path.read_text())
+        return
+    click.echo(logins)

@@ -1,0 +1,163 @@
+"""Enqueueing side effects and draining them.
+
+``enqueue`` is called inside the business transaction, so a side effect exists exactly when the
+change that caused it committed. The worker processes each message in its own transaction and
+marks it processed there; handlers must be idempotent (the email handler keys on the message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from marketplace.clock import now_utc
+from marketplace.outbox.models import MailMessage, OutboxMessage
+from marketplace.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, OutboxMessage, Settings], Awaitable[None]]
+_HANDLERS: dict[str, Handler] = {}
+MAX_ATTEMPTS = 8
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(func: Handler) -> Handler:
+        _HANDLERS[kind] = func
+        return func
+
+    return register
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    dedupe_key: str,
+    available_at: datetime | None = None,
+) -> None:
+    """Add a side effect unless one with the same ``dedupe_key`` is already queued."""
+    existing = await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key))
+    if existing is not None:
+        return
+    session.add(
+        OutboxMessage(kind=kind, payload=payload, dedupe_key=dedupe_key, available_at=available_at or now_utc())
+    )
+
+
+async def queue_email(session: AsyncSession, *, to: str, subject: str, body: str, dedupe_key: str) -> None:
+    await enqueue(
+        session, kind="email", payload={"to": to, "subject": subject, "body": body}, dedupe_key=f"email:{dedupe_key}"
+    )
+
+
+@handler("email")
+async def _send_email(session: AsyncSession, message: OutboxMessage, settings: Settings) -> None:
+    already = await session.scalar(select(MailMessage.id).where(MailMessage.outbox_message_id == message.id))
+    if already is not None:
+        return
+    payload = message.payload
+    transport = "mailbox"
+    if settings.smtp_host:
+        email = EmailMessage()
+        email["From"] = settings.mail_from
+        email["To"] = payload["to"]
+        email["Subject"] = payload["subject"]
+        email.set_content(payload["body"])
+        await asyncio.to_thread(_smtp_send, settings, email)
+        transport = "smtp"
+    session.add(
+        MailMessage(
+            outbox_message_id=message.id,
+            to_address=payload["to"],
+            subject=payload["subject"],
+            body=payload["body"],
+            transport=transport,
+            sent_at=now_utc(),
+        )
+    )
+
+
+def _smtp_send(settings: Settings, email: EmailMessage) -> None:
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=30) as smtp:
+        smtp.send_message(email)
+
+
+async def drain_once(sessionmaker: async_sessionmaker, settings: Settings, *, limit: int = 50) -> int:
+    """Process the messages that are due. Returns how many were processed successfully."""
+    async with sessionmaker() as session:
+        ids = list(
+            await session.scalars(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.processed_at.is_(None), OutboxMessage.available_at <= now_utc())
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+        )
+    done = 0
+    for message_id in ids:
+        if await _process_one(sessionmaker, settings, message_id):
+            done += 1
+    return done
+
+
+async def _process_one(sessionmaker: async_sessionmaker, settings: Settings, message_id: int) -> bool:
+    async with sessionmaker() as session:
+        try:
+            async with session.begin():
+                message = await session.scalar(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.id == message_id, OutboxMessage.processed_at.is_(None))
+                    .with_for_update(skip_locked=True)
+                )
+                if message is None:
+                    return False
+                func = _HANDLERS.get(message.kind)
+                if func is None:
+                    raise LookupError(f"no handler for outbox kind {message.kind!r}")
+                await func(session, message, settings)
+                message.processed_at = now_utc()
+                message.attempts += 1
+            return True
+        except Exception as exc:
+            log.exception("outbox message %s failed", message_id)
+            await _record_failure(sessionmaker, message_id, exc)
+            return False
+
+
+async def _record_failure(sessionmaker: async_sessionmaker, message_id: int, exc: Exception) -> None:
+    async with sessionmaker() as session, session.begin():
+        message = await session.get(OutboxMessage, message_id)
+        if message is None:
+            return
+        message.attempts += 1
+        message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        if message.attempts >= MAX_ATTEMPTS:
+            # Parked: stays visible with its error and is never retried automatically.
+            message.available_at = now_utc() + timedelta(days=3650)
+        else:
+            message.available_at = now_utc() + timedelta(seconds=2**message.attempts)
+
+
+async def run_worker(sessionmaker: async_sessionmaker, settings: Settings, stop: asyncio.Event) -> None:
+    """Drain the outbox until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            processed = await drain_once(sessionmaker, settings)
+        except Exception:
+            log.exception("outbox drain failed")
+            processed = 0
+        if processed == 0:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=settings.worker_poll_seconds)
+            except TimeoutError:
+                pass

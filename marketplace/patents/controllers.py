@@ -1,0 +1,3 @@
+"""HTTP routes of the patents domain."""
+
+ROUTES: list = []

@@ -1,0 +1,121 @@
+"""Every setting of the marketplace, read from the environment in one place.
+
+The README lists each variable; nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_ADVERTISING_WORDS = (
+    "最佳", "最好", "最优", "最先进", "最高", "最低", "最大", "第一", "唯一", "顶级", "顶尖", "极品",
+    "国家级", "世界级", "全球领先", "国际领先", "遥遥领先", "首选", "独家", "绝对", "万能", "100%", "史无前例",
+)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_decimal(name: str, default: str) -> Decimal:
+    return Decimal(_env(name, default))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    return tuple(word.strip() for word in raw.replace("，", ",").split(",") if word.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Build it with :func:`load_settings`."""
+
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    host: str
+    port: int
+    debug: bool
+    secure_cookies: bool
+    session_max_age_seconds: int
+    upload_max_bytes: int
+    max_royalty_rate_sales: Decimal
+    max_royalty_rate_profit: Decimal
+    max_royalty_rate_added_output: Decimal
+    max_fixed_fee_fen: int
+    design_term_cutover: str
+    advertising_words: tuple[str, ...] = field(default=DEFAULT_ADVERTISING_WORDS)
+    worker_poll_seconds: float = 1.0
+    run_worker_in_process: bool = True
+    smtp_host: str = ""
+    smtp_port: int = 25
+    mail_from: str = "noreply@marketplace.local"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _secret_key(data_dir: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in the data folder."""
+    configured = os.environ.get("SECRET_KEY", "").strip()
+    if configured:
+        return configured
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_settings() -> Settings:
+    data_dir = Path(_env("DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
+    database_url = _env("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'marketplace.sqlite3'}")
+    if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
+        database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=_secret_key(data_dir),
+        host=_env("HOST", "127.0.0.1"),
+        port=_env_int("PORT", 8000),
+        debug=_env_bool("DEBUG", False),
+        secure_cookies=_env_bool("SECURE_COOKIES", False),
+        session_max_age_seconds=_env_int("SESSION_MAX_AGE_SECONDS", 8 * 3600),
+        upload_max_bytes=_env_int("UPLOAD_MAX_BYTES", 20 * 1024 * 1024),
+        max_royalty_rate_sales=_env_decimal("MAX_ROYALTY_RATE_SALES", "0.20"),
+        max_royalty_rate_profit=_env_decimal("MAX_ROYALTY_RATE_PROFIT", "0.40"),
+        max_royalty_rate_added_output=_env_decimal("MAX_ROYALTY_RATE_ADDED_OUTPUT", "0.20"),
+        max_fixed_fee_fen=_env_int("MAX_FIXED_FEE_FEN", 2_000_000_000),
+        design_term_cutover=_env("DESIGN_TERM_CUTOVER", "2021-06-01"),
+        advertising_words=_env_list("ADVERTISING_WORDS", DEFAULT_ADVERTISING_WORDS),
+        worker_poll_seconds=float(_env("WORKER_POLL_SECONDS", "1.0")),
+        run_worker_in_process=_env_bool("RUN_WORKER_IN_PROCESS", True),
+        smtp_host=_env("SMTP_HOST", ""),
+        smtp_port=_env_int("SMTP_PORT", 25),
+        mail_from=_env("MAIL_FROM", "noreply@marketplace.local"),
+    )

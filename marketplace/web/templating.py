@@ -1,0 +1,46 @@
+"""Jinja2 environment: filters and globals shared by every page."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
+
+from marketplace.clock import BUSINESS_TZ
+from marketplace.money import format_yuan
+from marketplace.settings import PROJECT_ROOT
+
+
+def _yuan(fen: int | None) -> str:
+    return "—" if fen is None else f"¥{format_yuan(fen)}"
+
+
+def _day(value: date | datetime | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        return value.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")
+    return value.strftime("%Y-%m-%d")
+
+
+def _label(value: Any) -> str:
+    return getattr(value, "label", value if value is not None else "—")
+
+
+def _configure(engine: JinjaTemplateEngine) -> None:
+    env = engine.engine
+    env.filters["yuan"] = _yuan
+    env.filters["day"] = _day
+    env.filters["label"] = _label
+    env.trim_blocks = True
+    env.lstrip_blocks = True
+
+
+def template_config() -> TemplateConfig:
+    return TemplateConfig(
+        directory=PROJECT_ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=_configure,
+    )
