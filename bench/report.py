@@ -1,0 +1,52 @@
+"""Timing statistics and the docs/benchmarks.md writer."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+@dataclass
+class Timing:
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def time_async(func: Callable[[], Awaitable[object]], *, runs: int, warmup: int = 3) -> Timing:
+    for _ in range(warmup):
+        await func()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await func()
+        samples.append((time.perf_counter() - start) * 1000)
+    return Timing(samples)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write(sections: list[str]) -> None:
+    header = (
+        "# Benchmarks\n\n"
+        f"Written by `make bench` on {datetime.now().strftime('%Y-%m-%d %H:%M')} ({machine()}).\n"
+        "Figures are from that run; rerun `make bench` to refresh them.\n"
+    )
+    DOC.write_text(header + "\n" + "\n\n".join(sections) + "\n")
