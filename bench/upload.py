@@ -3,12 +3,10 @@ through the service and through the JSON API."""
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import time
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date
 
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
@@ -17,56 +15,30 @@ from marketplace.accounts.models import OrganisationKind, Role, VerificationStat
 from marketplace.accounts.services import create_api_token, create_organisation, create_user, principal_for
 from marketplace.app import create_app
 from marketplace.db import make_engine, make_sessionmaker
-from marketplace.demo.vocabulary import FIELDS, abstract_for, inventors_for, title_for
+from marketplace.demo.inventory import patent_row, to_csv
 from marketplace.patents.models import Patent, UploadMode
-from marketplace.patents.rules import COLUMNS, canonical_application_number
-from marketplace.patents.services import import_inventory, template_headers
+from marketplace.patents.services import import_inventory
 from marketplace.settings import load_settings
 
 ROWS = 100_000
 
 
 def inventory_csv(rows: int, *, year: int, seed: int = 11) -> bytes:
-    """A realistic inventory table with every column filled, all rows valid."""
+    """A realistic inventory table with every column filled, all rows valid and in force."""
     rng = random.Random(seed)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(template_headers())
-    keys = [column.key for column in COLUMNS]
-    for i in range(rows):
-        field = rng.choice(FIELDS)
-        title = title_for(rng, field)
-        type_digit = rng.choice("1112")
-        filing = date(year - rng.randrange(4, 12), rng.randrange(1, 13), rng.randrange(1, 29))
-        ipc = rng.choice(field.ipc)
-        values = {
-            "application_number": canonical_application_number(f"{year}{type_digit}{i:07d}"),
-            "title": title,
-            "patent_type": "发明" if type_digit == "1" else "实用新型",
-            "filing_date": filing.isoformat(),
-            "grant_date": (filing + timedelta(days=rng.randrange(200, 900))).isoformat(),
-            "legal_status": "有效",
-            "annual_fee_paid_until": "2027-06-30",
-            "expiry_override": "",
-            "ipc_main": ipc,
-            "ipc_codes": "；".join(rng.sample(field.ipc, 2)),
-            "abstract": abstract_for(rng, field, title),
-            "inventors": "；".join(inventors_for(rng)),
-            "co_owners": "",
-            "co_owner_consent": "否",
-            "pledged": "否",
-            "pledgee_consent": "否",
-            "exclusive_or_sole_licence": "否",
-            "proceedings_suspended": "否",
-            "government_funded": rng.choice("是否"),
-            "implemented": "否",
-            "trl": str(rng.randint(3, 9)),
-            "transfer_intents": "许可；转让",
-            "application_scenarios": rng.choice(field.scenarios),
-            "claims_count": str(rng.randint(3, 20)),
-        }
-        writer.writerow([values[key] for key in keys])
-    return out.getvalue().encode("utf-8")
+    today = date.today()
+    return to_csv(
+        [
+            patent_row(
+                rng,
+                serial=i,
+                type_digit=rng.choice("1112"),
+                today=today,
+                filing=date(year, rng.randrange(1, 13), rng.randrange(1, 29)),
+            )
+            for i in range(rows)
+        ]
+    )
 
 
 async def _licensor(sessionmaker, name: str):

@@ -1,0 +1,229 @@
+"""Demo data (演示数据): organisations, logins, 200+ patents and 50+ published open-licence offers.
+
+Everything goes through the same services as the web pages — the inventory upload, offer drafting,
+submission and the admin's approval — so demo data obeys every rule real data does. Loaded once:
+a second run finds the demo platform admin and does nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+from stdnum.cn import uscc as stdnum_uscc
+
+from marketplace.accounts.models import Organisation, OrganisationKind, Role, User, VerificationStatus
+from marketplace.accounts.rules import Principal
+from marketplace.accounts.services import create_organisation, create_user, ensure_platform_organisation, principal_for
+from marketplace.clock import today
+from marketplace.db import make_engine, make_sessionmaker
+from marketplace.demo.inventory import patent_row, to_csv
+from marketplace.offers import services as offers
+from marketplace.offers.models import OfferStatus, OpenLicenceOffer
+from marketplace.patents.models import LegalStatus, Patent, PatentType, UploadMode
+from marketplace.patents.services import import_inventory
+from marketplace.settings import Settings
+
+ADMIN_EMAIL = "admin@demo.cn"
+PASSWORD = "demo-pass-2026"
+
+
+@dataclass(frozen=True)
+class DemoOrg:
+    name: str
+    kind: OrganisationKind
+    division_code: str
+    address: str
+    slug: str
+    patents: int
+
+
+LICENSORS = (
+    DemoOrg("东海理工大学", OrganisationKind.UNIVERSITY, "310104", "上海市徐汇区梅陇路130号", "donghai", 70),
+    DemoOrg("西岭农林大学", OrganisationKind.UNIVERSITY, "510107", "四川省成都市武侯区人民南路四段9号", "xiling", 55),
+    DemoOrg("北辰医科大学", OrganisationKind.UNIVERSITY, "110108", "北京市海淀区学院路38号", "beichen", 55),
+    DemoOrg("南岭先进材料研究院", OrganisationKind.INSTITUTE, "440305", "广东省深圳市南山区西丽大学城", "nanling", 45),
+)
+LICENSEE = DemoOrg(
+    "苏州启明新能源科技有限公司", OrganisationKind.ENTERPRISE, "320505", "江苏省苏州市高新区科技城", "qiming", 0
+)
+
+
+def _uscc(prefix: str, division: str, serial: int) -> str:
+    body = f"{prefix}{division}{serial:09d}"
+    return body + stdnum_uscc.calc_check_digit(body)
+
+
+def _fee_terms(index: int, rng: random.Random) -> tuple[dict, int]:
+    """Terms cycling through every payment mode of §5, pay-after-use variants included."""
+    royalty = {"base": "sales", "rate": rng.choice(("0.02", "0.03", "0.035", "0.05")), "rate_schedule": "fixed",
+               "reporting_period": "quarterly"}
+    catalogue: list[tuple[dict, int]] = [
+        ({"mode": "free"}, 36),
+        ({"mode": "lump_sum", "amount_fen": rng.randrange(20, 300) * 100_000, "due_days": 30}, 36),
+        ({"mode": "instalments", "total_fen": rng.randrange(30, 600) * 100_000, "count": 3, "interval_months": 6,
+          "first_due_days": 30}, 48),
+        ({"mode": "instalments", "total_fen": rng.randrange(30, 600) * 100_000, "count": 4,
+          "month_offsets": [0, 6, 12, 24]}, 36),
+        ({"mode": "royalty", **royalty, "annual_minimum_fen": 2_000_000}, 60),
+        ({"mode": "royalty", "base": "profit", "rate": "0.10", "rate_schedule": "fixed", "reporting_period": "annual"},
+         60),
+        ({"mode": "royalty", "base": "units", "unit_amount_fen": rng.choice((50, 100, 200)), "rate_schedule": "fixed",
+          "reporting_period": "quarterly", "cap_fen": 50_000_000}, 60),
+        ({"mode": "royalty", "base": "sales", "rate_schedule": "rising", "yearly_rates": ["0.01", "0.02", "0.03"],
+          "reporting_period": "semiannual"}, 60),
+        ({"mode": "royalty", "base": "added_output", "rate_schedule": "falling",
+          "yearly_rates": ["0.05", "0.04", "0.03"], "reporting_period": "annual"}, 60),
+        ({"mode": "entry_fee_royalty", "entry_fee_fen": rng.randrange(5, 50) * 100_000, "entry_due_days": 30,
+          "royalty": royalty}, 60),
+        ({"mode": "pay_after_use", "deferral": "months", "deferral_months": 12,
+          "then": {"mode": "lump_sum", "amount_fen": rng.randrange(20, 200) * 100_000, "due_days": 30}}, 48),
+        ({"mode": "pay_after_use", "deferral": "first_revenue", "then": {"mode": "royalty", **royalty}}, 60),
+        ({"mode": "pay_after_use", "deferral": "months", "deferral_months": 18,
+          "then": {"mode": "instalments", "total_fen": rng.randrange(30, 300) * 100_000, "count": 3,
+                   "interval_months": 6, "first_due_days": 30}}, 60),
+    ]
+    return catalogue[index % len(catalogue)]
+
+
+def _inventory(rng: random.Random, org_index: int, count: int, now: date) -> list[dict[str, str]]:
+    rows = []
+    for i in range(count):
+        serial = 100_000 * (org_index + 1) + i
+        roll = rng.random()
+        if roll < 0.70:
+            type_digit, status, year = "1", "有效", rng.randrange(2014, 2022)
+        elif roll < 0.80:
+            type_digit, status, year = rng.choice("23"), "有效", rng.randrange(2019, 2023)
+        elif roll < 0.87:
+            type_digit, status, year = "1", "审中", rng.randrange(2023, 2025)
+        elif roll < 0.93:
+            type_digit, status, year = rng.choice("12"), "失效", rng.randrange(2012, 2020)
+        elif roll < 0.97:
+            type_digit, status, year = "1", "无效", rng.randrange(2012, 2020)
+        else:
+            type_digit, status, year = "2", "届满", rng.randrange(2008, 2014)
+        filing = date(year, rng.randrange(1, 13), rng.randrange(1, 29))
+        rows.append(patent_row(rng, serial=serial, filing=filing, type_digit=type_digit, status=status, today=now))
+    # A few patents the open-licence check must refuse, so licensors see why.
+    rows[1].update({"pledged": "是", "pledgee_consent": "否"})
+    rows[2].update({"co_owners": "某某科技有限公司", "co_owner_consent": "否"})
+    rows[3].update({"exclusive_or_sole_licence": "独占"})
+    return rows
+
+
+async def _already_loaded(session) -> bool:
+    return await session.scalar(select(User.id).where(User.email == ADMIN_EMAIL)) is not None
+
+
+async def _org_with_users(session, org: DemoOrg, serial: int) -> tuple[Organisation, Principal, list[str]]:
+    organisation = await create_organisation(
+        session,
+        name=org.name,
+        kind=org.kind,
+        uscc=_uscc("91" if org.kind is OrganisationKind.ENTERPRISE else "12", org.division_code, serial),
+        division_code=org.division_code,
+        address=org.address,
+        contact_name="联络人",
+        contact_email=f"contact@{org.slug}.demo.cn",
+        contact_phone="021-55550000",
+        verification_status=VerificationStatus.VERIFIED,
+    )
+    admin = await create_user(
+        session, organisation=organisation, email=f"admin@{org.slug}.demo.cn", display_name=f"{org.name[:4]}管理员",
+        password=PASSWORD, role=Role.ORG_ADMIN,
+    )
+    await create_user(
+        session, organisation=organisation, email=f"staff@{org.slug}.demo.cn", display_name=f"{org.name[:4]}专员",
+        password=PASSWORD, role=Role.ORG_MEMBER,
+    )
+    logins = [f"admin@{org.slug}.demo.cn（机构管理员）", f"staff@{org.slug}.demo.cn（机构成员）"]
+    return organisation, principal_for(admin), logins
+
+
+async def _eligible_patents(session, organisation_id: int, now: date) -> list[Patent]:
+    patents = await session.scalars(
+        select(Patent)
+        .where(
+            Patent.owner_organisation_id == organisation_id,
+            Patent.legal_status == LegalStatus.GRANTED,
+            Patent.patent_type == PatentType.INVENTION,
+            Patent.pledged.is_(False),
+            Patent.exclusive_licence.is_(False),
+            Patent.co_owners == [],
+            Patent.annual_fee_paid_until >= now,
+            Patent.expiry_date >= now + timedelta(days=6 * 366),
+        )
+        .order_by(Patent.id)
+    )
+    return list(patents)
+
+
+async def load_demo(settings: Settings, *, seed: int) -> str | None:
+    """Load the demo once. Returns the printable logins, or None if the demo was already there."""
+    rng = random.Random(seed)
+    now = today()
+    engine = make_engine(settings)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            if await _already_loaded(session):
+                return None
+            platform = await ensure_platform_organisation(session)
+            admin_user = await create_user(
+                session, organisation=platform, email=ADMIN_EMAIL, display_name="平台管理员", password=PASSWORD,
+                role=Role.PLATFORM_ADMIN,
+            )
+            admin = principal_for(admin_user)
+            logins = [f"{ADMIN_EMAIL}（平台管理员）"]
+            offer_index = 0
+            announcement = 1
+            for org_index, org in enumerate(LICENSORS):
+                organisation, licensor, org_logins = await _org_with_users(session, org, 1000 + org_index)
+                logins += [f"{line} · {org.name}" for line in org_logins]
+                rows = _inventory(rng, org_index, org.patents, now)
+                await import_inventory(
+                    session, licensor, filename=f"{org.slug}-盘点表.csv", content=to_csv(rows),
+                    mode=UploadMode.ALL_OR_NOTHING, settings=settings,
+                )
+                for position, patent in enumerate((await _eligible_patents(session, organisation.id, now))[:18]):
+                    terms, months = _fee_terms(offer_index, rng)
+                    offer_index += 1
+                    draft = await offers.create_draft(
+                        session, actor=licensor, settings=settings, patent_id=patent.id,
+                        data=offers.OfferInput(
+                            fee_terms=terms, licence_term_months=months,
+                            field_of_use=rng.choice((None, "限于民用领域", "限于新能源汽车领域")),
+                            other_terms="被许可人应在实施前书面通知许可人；许可人提供必要的技术咨询。",
+                        ),
+                    )
+                    if position == 15:
+                        continue  # stays a draft
+                    await offers.submit(session, actor=licensor, settings=settings, offer_id=draft.id)
+                    if position == 16:
+                        continue  # waits in the admin's review queue
+                    await offers.approve(
+                        session, actor=admin, settings=settings, offer_id=draft.id,
+                        announcement_number=f"开放许可公告{now.year}第{announcement:05d}号",
+                        announcement_date=now - timedelta(days=rng.randrange(1, 200)),
+                    )
+                    announcement += 1
+                    if position == 17:
+                        await offers.withdraw(
+                            session, actor=licensor, offer_id=draft.id, reason="专利权人调整许可策略，撤回本声明。"
+                        )
+            _, _, licensee_logins = await _org_with_users(session, LICENSEE, 9000)
+            logins += [f"{line} · {LICENSEE.name}" for line in licensee_logins]
+            await session.commit()
+            is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
+            published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))
+    finally:
+        await engine.dispose()
+    text = "\n".join(
+        ["演示账号（密码均为 " + PASSWORD + "）：", *[f"  {line}" for line in logins],
+         f"已导入 {sum(o.patents for o in LICENSORS)} 件专利、{published} 项已公告的开放许可声明。"]
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "demo-logins.txt").write_text(text + "\n")
+    return text
