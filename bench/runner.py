@@ -8,6 +8,7 @@ Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from sqlalchemy import text
@@ -89,4 +90,5 @@ async def _main() -> None:
 
 
 def main() -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(_main())

@@ -79,7 +79,9 @@ async def _captured_sql(app, client: AsyncTestClient, params: dict[str, str]) ->
     captured: list[tuple[str, object]] = []
 
     def _capture(conn, cursor, statement, parameters, context, executemany):
-        captured.append((statement, parameters))
+        # Transaction control (SQLite's explicit BEGIN) is the connection's business, not the query's.
+        if statement.strip().upper() not in {"BEGIN", "COMMIT", "ROLLBACK"}:
+            captured.append((statement, parameters))
 
     event.listen(engine.sync_engine, "before_cursor_execute", _capture)
     try:
