@@ -21,6 +21,7 @@ from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
+from marketplace.files.controllers import ROUTES as FILE_ROUTES
 from marketplace.offers.controllers import ROUTES as OFFER_ROUTES
 from marketplace.outbox.services import run_worker
 from marketplace.patents.controllers import ROUTES as PATENT_ROUTES
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *PATENT_ROUTES,
             *OFFER_ROUTES,
             *CATALOGUE_ROUTES,
+            *FILE_ROUTES,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=alchemy)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -94,3 +95,30 @@ class Patent(Base):
     def patent_number(self) -> str:
         """专利号 = ZL + application number."""
         return f"ZL{self.application_number}"
+
+
+class UploadMode(enum.StrEnum):
+    VALID_ROWS = "valid_rows"
+    ALL_OR_NOTHING = "all_or_nothing"
+
+    @property
+    def label(self) -> str:
+        return {"valid_rows": "导入有效行，报告错误行", "all_or_nothing": "全部有效才导入"}[self.value]
+
+
+class InventoryUpload(Base):
+    """One bulk inventory upload (盘点入库) and its per-row report, kept so it can be read again."""
+
+    __tablename__ = "inventory_uploads"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="RESTRICT"), index=True)
+    uploaded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(255))
+    file_format: Mapped[str] = mapped_column(String(20))
+    mode: Mapped[UploadMode] = mapped_column(enum_type(UploadMode, "upload_mode"))
+    rows_total: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    updated_count: Mapped[int] = mapped_column(default=0)
+    rejected_count: Mapped[int] = mapped_column(default=0)
+    #: The rejected rows' problems: ``[{"row", "field", "message", "code"}]``, in row order.
+    report: Mapped[list[dict[str, Any]]] = mapped_column(JsonB, default=list)

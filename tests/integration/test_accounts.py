@@ -13,6 +13,7 @@ async def test_login_shows_the_user_and_logout_ends_the_session(client, db):
     page = await client.get("/account/tokens")
     assert page.status_code == 200
     assert account.user.display_name in page.text
+    assert "Macro" not in page.text and "alert error" not in page.text
     response = await client.post("/logout", headers=await csrf_headers(client))
     assert response.status_code in (302, 303)
     after = await client.get("/account/tokens")
