@@ -1,21 +1,35 @@
-"""Reusable pieces of browser journeys: the live server handle, arranging data, logging in and out.
+"""Reusable pieces of browser journeys: the live server handle, arranging data, logging in and out,
+and checks a person makes on screen (field errors, in-place HTMX updates, table rows).
 
-Data is arranged through the application's own services (via ``tests.factories``) on the e2e
-server's database, never on the integration tests' database. The e2e database is not emptied
-between tests, so every arranged organisation and e-mail address is unique (the factories count).
+Data is arranged through the application's own services (``tests.factories``, and the patents and
+offers services) on the e2e server's database, never on the integration tests' database. The e2e
+database is not emptied between tests, so every arranged organisation, e-mail address, application
+number and announcement number is unique (the factories count; the helpers below draw fresh numbers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from marketplace.accounts.models import OrganisationKind, Role
+from marketplace.accounts.models import OrganisationKind, Role, User
+from marketplace.accounts.rules import Principal
+from marketplace.accounts.services import principal_for
+from marketplace.clock import today
+from marketplace.offers import services as offer_services
+from marketplace.offers.models import OpenLicenceOffer
+from marketplace.patents.models import Patent
+from marketplace.patents.services import create_patent
 from marketplace.settings import Settings
 from tests.factories import Account, add_member, make_account
 
@@ -102,3 +116,151 @@ def assert_png(path: Path) -> None:
     assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
     # A blank page is a few hundred bytes; a rendered page with text is far larger.
     assert len(data) > 2000, f"{path} is suspiciously small ({len(data)} bytes)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Patents and open-licence offers (licensor → admin → public journeys)
+# ---------------------------------------------------------------------------------------------
+
+#: Weights of the application number's check character (rulebook §2). Computed here rather than with
+#: the app's rules, so a wrong check in the app fails the journeys instead of agreeing with them.
+_CHECK_WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
+_used_serials: set[int] = set()
+
+
+def fresh_application_digits(year: int, type_digit: str = "1") -> tuple[str, str]:
+    """Twelve digits of an application number no other journey uses, and their check character.
+
+    The e2e database lives for the whole session and an application number belongs to one
+    organisation only, so every journey gets serials of its own (random, far above the small
+    counters of the integration factories)."""
+    serial = secrets.randbelow(9_000_000) + 1_000_000
+    while serial in _used_serials:
+        serial = secrets.randbelow(9_000_000) + 1_000_000
+    _used_serials.add(serial)
+    digits = f"{year}{type_digit}{serial:07d}"
+    remainder = sum(int(d) * w for d, w in zip(digits, _CHECK_WEIGHTS, strict=True)) % 11
+    return digits, "X" if remainder == 10 else str(remainder)
+
+
+def wrong_check_character(check: str) -> str:
+    """Any check character but the right one."""
+    return "1" if check == "0" else "0"
+
+
+async def _principal(session, account: Account) -> Principal:
+    user = await session.get(User, account.user.id)
+    return principal_for(user)
+
+
+async def arrange_patent(server: LiveServer, owner: Account, **values: Any) -> Patent:
+    """A granted invention patent in force with its annual fee paid, registered through the patents service.
+
+    ``values`` are the registration form's fields (strings as typed) and replace the defaults."""
+    digits, check = fresh_application_digits(2019)
+    fields: dict[str, Any] = {
+        "application_number": f"{digits}.{check}",
+        "title": "一种复合相变储能材料及其制备方法",
+        "filing_date": "2019-05-20",
+        "grant_date": "2021-09-07",
+        "legal_status": "有效",
+        "annual_fee_paid_until": (today() + timedelta(days=200)).isoformat(),
+        "ipc_main": "C09K 5/06",
+        "abstract": "本发明公开了一种复合相变储能材料，导热系数高，适用于电池热管理。",
+        "trl": "6",
+    }
+    fields.update(values)
+    async with server.sessionmaker() as session:
+        patent = await create_patent(session, await _principal(session, owner), fields, server.settings)
+        await session.commit()
+        return patent
+
+
+async def arrange_published_offer(
+    server: LiveServer,
+    licensor: Account,
+    patent: Patent,
+    fee_terms: dict[str, Any],
+    *,
+    licence_term_months: int = 36,
+    field_of_use: str | None = None,
+) -> OpenLicenceOffer:
+    """An offer drafted, submitted and approved through the offers services (a platform admin approves)."""
+    admin = await arrange_account(server, kind=OrganisationKind.PLATFORM)
+    async with server.sessionmaker() as session:
+        actor = await _principal(session, licensor)
+        draft = await offer_services.create_draft(
+            session, actor=actor, settings=server.settings, patent_id=patent.id,
+            data=offer_services.OfferInput(
+                fee_terms=fee_terms, licence_term_months=licence_term_months, field_of_use=field_of_use
+            ),
+        )  # fmt: skip
+        await offer_services.submit(session, actor=actor, settings=server.settings, offer_id=draft.id)
+        offer = await offer_services.approve(
+            session, actor=await _principal(session, admin), settings=server.settings, offer_id=draft.id,
+            announcement_number=fresh_announcement_number(), announcement_date=today().isoformat(),
+        )  # fmt: skip
+        await session.commit()
+        return offer
+
+
+def fresh_announcement_number() -> str:
+    """An announcement number (公告号) no other offer carries."""
+    return f"KFXK{today():%Y}{secrets.randbelow(10**8):08d}"
+
+
+def labelled(text: str) -> re.Pattern[str]:
+    """The label ``text`` exactly, with or without the required-field star (``专利`` but not ``专利权评价报告``)."""
+    return re.compile(rf"^\s*{re.escape(text)}\s*\*?\s*$")
+
+
+async def expect_field_error(control: Locator, message: str) -> None:
+    """The field is marked invalid and its error (the text tied to it by aria-describedby) says ``message``."""
+    await expect(control).to_have_attribute("aria-invalid", "true")
+    await expect(control).to_have_accessible_description(message)
+
+
+async def mark_document(page: Page) -> None:
+    """Tag the loaded document, so a later check can tell an HTMX swap from a full page load."""
+    await page.evaluate("window.__journeyMark = true")
+
+
+async def expect_same_document(page: Page) -> None:
+    """The document tagged by :func:`mark_document` is still the one shown: nothing reloaded the page."""
+    assert await page.evaluate("window.__journeyMark === true"), "the page was reloaded instead of updated in place"
+
+
+def table_rows(scope: Page | Locator, *texts: str) -> Locator:
+    """Body rows of the tables in ``scope`` that contain every one of ``texts``."""
+    rows = scope.get_by_role("row")
+    for text in texts:
+        rows = rows.filter(has_text=text)
+    return rows
+
+
+@contextlib.asynccontextmanager
+async def another_person(page: Page, server: LiveServer) -> AsyncIterator[Page]:
+    """A second person at their own computer: a fresh browser profile set up like the ``page`` fixture's,
+    whose script errors and broken static assets fail the journey just the same."""
+    # Imported here: conftest imports this module while it loads, so a top-level import would be circular.
+    from tests.e2e.conftest import ACTION_TIMEOUT_MS, _watch_static_assets
+
+    browser = page.context.browser
+    assert browser is not None
+    context = await browser.new_context(base_url=server.base_url, locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    context.set_default_navigation_timeout(ACTION_TIMEOUT_MS)
+    problems: list[str] = []
+    try:
+        other = await context.new_page()
+        _watch_static_assets(other, problems)
+        yield other
+        assert not problems, "\n".join(problems)
+    finally:
+        await context.close()
+
+
+def described_as(scope: Page | Locator, term: str) -> Locator:
+    """The value (``<dd>``) a description list gives for the term ``term`` (``<dt>``), e.g. 专利号 → ZL…."""
+    dt = scope.get_by_role("term").filter(has_text=re.compile(rf"^\s*{re.escape(term)}\s*$"))
+    return dt.locator("xpath=following-sibling::dd[1]")
