@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 FEN_PER_YUAN = 100
+#: No amount a person types is this large; beyond it Decimal arithmetic would lose exactness.
+MAX_YUAN = Decimal(10) ** 15
 
 
 def round_fen(value: Decimal) -> int:
@@ -25,6 +27,8 @@ def parse_yuan(text: str) -> int:
         raise ValueError("金额格式不正确") from exc
     if not amount.is_finite() or amount < 0:
         raise ValueError("金额必须为非负数")
+    if amount >= MAX_YUAN:
+        raise ValueError("金额过大")
     if amount != amount.quantize(Decimal("0.01")):
         raise ValueError("金额最多保留两位小数")
     return int(amount * FEN_PER_YUAN)

@@ -1,8 +1,9 @@
 """The public catalogue's search table: one denormalised row per published offer.
 
 Full-text search over ``search_tokens`` (jieba-segmented title, abstract and keywords) uses an
-FTS5 table on SQLite and a GIN index on ``to_tsvector('simple', search_tokens)`` on PostgreSQL;
-both are created by the migrations only (see migrations/env.py for why autogenerate skips them).
+FTS5 table on SQLite (which also indexes the equality facets as tokens) and a GIN index on
+``to_tsvector('simple', search_tokens)`` on PostgreSQL; both are created by migration 0002 only
+(see marketplace/schema_filter.py for why the schema comparison skips them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class CatalogueEntry(Base):
         Index("ix_catalogue_province", "province_code"),
         Index("ix_catalogue_mode", "payment_mode"),
         Index("ix_catalogue_upfront", "upfront_cost_fen"),
+        # Sorting by newest or by expiry, and the IPC-section facet, without reading the whole table.
+        Index("ix_catalogue_published", "published_at"),
+        Index("ix_catalogue_expiry", "expiry_date"),
+        Index("ix_catalogue_ipc_section", "ipc_section"),
     )
 
     offer_id: Mapped[int] = mapped_column(ForeignKey("open_licence_offers.id", ondelete="CASCADE"), unique=True)

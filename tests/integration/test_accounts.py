@@ -118,3 +118,8 @@ async def test_org_admin_adds_a_member_and_bad_input_changes_nothing(client, db)
 
     roles = (await db.scalars(select(User.role).where(User.organisation_id == account.organisation.id))).all()
     assert sorted(roles) == [Role.ORG_ADMIN, Role.ORG_MEMBER]
+
+
+async def test_htmx_requests_carry_the_csrf_token_of_the_page(client):
+    page = await client.get("/login")
+    assert f'"X-CSRFToken": "{client.cookies["csrftoken"]}"' in page.text

@@ -29,7 +29,7 @@ def test_parse_yuan(text, fen):
     assert parse_yuan(text) == fen
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1", "1.234", "NaN", "Infinity"])
+@pytest.mark.parametrize("text", ["", "abc", "-1", "1.234", "NaN", "Infinity", "1e30", "9" * 40])
 def test_parse_yuan_rejects(text):
     with pytest.raises(ValueError):
         parse_yuan(text)
