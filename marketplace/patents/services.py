@@ -28,6 +28,7 @@ from marketplace.clock import now_utc, today
 from marketplace.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
+from marketplace.offers.services import patent_facts
 from marketplace.patents import rules
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, UploadMode
 from marketplace.settings import Settings
@@ -178,19 +179,7 @@ async def overview(session: AsyncSession, patent: Patent, settings: Settings) ->
     published = await has_published_offer(session, patent.id)
     facts = _candidate_facts(patent, published)
     problems = offer_rules.check_eligibility(
-        offer_rules.PatentFacts(
-            patent_type=patent.patent_type,
-            legal_status=patent.legal_status,
-            expiry_date=patent.expiry_date,
-            annual_fee_paid_until=patent.annual_fee_paid_until,
-            exclusive_licence=patent.exclusive_licence,
-            sole_licence=patent.sole_licence,
-            proceedings_suspended=patent.proceedings_suspended,
-            pledged=patent.pledged,
-            pledgee_consent=patent.pledgee_consent,
-            has_co_owners=bool(patent.co_owners),
-            co_owner_consent=patent.co_owner_consent,
-        ),
+        patent_facts(patent),
         # A neutral offer: no term to compare, report attached, no wording, so only the patent's facts count.
         offer_rules.OfferFacts(licence_term_months=0, has_evaluation_report=True),
         today=on,
