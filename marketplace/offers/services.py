@@ -22,6 +22,7 @@ from marketplace.audit.services import apply_transition, record
 from marketplace.catalogue.services import remove_entry, upsert_entry
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, FieldError, Forbidden, InvalidTransition, NotFound, ValidationFailed
+from marketplace.files.models import StoredFile
 from marketplace.files.services import Upload, pdf_errors, store_pdf
 from marketplace.money import parse_yuan
 from marketplace.offers import rules
@@ -334,16 +335,21 @@ async def create_draft(
     )
     _apply_fields(offer, data, terms)
     if data.evaluation_report is not None:
-        stored = await store_pdf(
-            session, actor=actor, settings=settings, upload=data.evaluation_report, purpose="evaluation_report"
-        )
-        offer.evaluation_report_file_id = stored.id
+        await _attach_report(session, actor, settings, offer, data.evaluation_report)
     session.add(offer)
     await session.flush()
     await session.refresh(offer)
     await record(session, entity_type=ENTITY, entity_id=offer.id, action="create", actor=actor,
                  to_state=OfferStatus.DRAFT.value)
     return offer
+
+
+async def _attach_report(
+    session: AsyncSession, actor: Principal, settings: Settings, offer: OpenLicenceOffer, upload: Upload
+) -> StoredFile:
+    stored = await store_pdf(session, actor=actor, settings=settings, upload=upload, purpose="evaluation_report")
+    offer.evaluation_report_file_id = stored.id
+    return stored
 
 
 async def update_draft(
@@ -370,10 +376,7 @@ async def update_draft(
         offer.rejection_reason = None
     _apply_fields(offer, data, terms)
     if data.evaluation_report is not None:
-        stored = await store_pdf(
-            session, actor=actor, settings=settings, upload=data.evaluation_report, purpose="evaluation_report"
-        )
-        offer.evaluation_report_file_id = stored.id
+        await _attach_report(session, actor, settings, offer, data.evaluation_report)
     await session.flush()
     await record(session, entity_type=ENTITY, entity_id=offer.id, action="update", actor=actor)
     return offer
@@ -388,8 +391,7 @@ async def attach_evaluation_report(
     errors = pdf_errors(upload, field="evaluation_report", max_bytes=settings.upload_max_bytes)
     if errors:
         raise ValidationFailed(errors)
-    stored = await store_pdf(session, actor=actor, settings=settings, upload=upload, purpose="evaluation_report")
-    offer.evaluation_report_file_id = stored.id
+    stored = await _attach_report(session, actor, settings, offer, upload)
     await session.flush()
     await record(session, entity_type=ENTITY, entity_id=offer.id, action="attach_evaluation_report", actor=actor,
                  details={"file_id": stored.id})
