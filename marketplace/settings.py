@@ -67,6 +67,8 @@ class Settings:
     smtp_host: str = ""
     smtp_port: int = 25
     mail_from: str = "noreply@marketplace.local"
+    #: Where people reach the site (scheme, host, port; no trailing slash); emailed links start with it.
+    public_base_url: str = "http://127.0.0.1:8000"
 
     @property
     def upload_dir(self) -> Path:
@@ -97,12 +99,14 @@ def load_settings() -> Settings:
     database_url = _env("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'marketplace.sqlite3'}")
     if database_url.startswith("postgresql://") or database_url.startswith("postgres://"):
         database_url = "postgresql+asyncpg://" + database_url.split("://", 1)[1]
+    host = _env("HOST", "127.0.0.1")
+    port = _env_int("PORT", 8000)
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
         secret_key=_secret_key(data_dir),
-        host=_env("HOST", "127.0.0.1"),
-        port=_env_int("PORT", 8000),
+        host=host,
+        port=port,
         debug=_env_bool("DEBUG", False),
         secure_cookies=_env_bool("SECURE_COOKIES", False),
         session_max_age_seconds=_env_int("SESSION_MAX_AGE_SECONDS", 8 * 3600),
@@ -118,4 +122,5 @@ def load_settings() -> Settings:
         smtp_host=_env("SMTP_HOST", ""),
         smtp_port=_env_int("SMTP_PORT", 25),
         mail_from=_env("MAIL_FROM", "noreply@marketplace.local"),
+        public_base_url=_env("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 
-from marketplace.accounts.models import Organisation, OrganisationKind, Role, User, VerificationStatus
+from sqlalchemy import select
+
+from marketplace.accounts.models import EnterpriseSize, Organisation, OrganisationKind, Role, User, VerificationStatus
 from marketplace.accounts.rules import USCC_ALPHABET
 from marketplace.accounts.services import (
     create_api_token,
@@ -43,6 +46,7 @@ async def make_account(
     role: Role = Role.ORG_ADMIN,
     name: str | None = None,
     division_code: str = "110108",
+    verification_status: VerificationStatus = VerificationStatus.VERIFIED,
 ) -> Account:
     n = next(_counter)
     if kind is OrganisationKind.PLATFORM:
@@ -56,7 +60,12 @@ async def make_account(
             uscc=make_uscc("12" if kind is not OrganisationKind.ENTERPRISE else "91"),
             division_code=division_code,
             address="北京市海淀区测试路1号",
-            verification_status=VerificationStatus.VERIFIED,
+            contact_name="测试联系人",
+            contact_email=f"contact{n}@example.cn",
+            contact_phone="010-62345678",
+            enterprise_size=EnterpriseSize.SMALL if kind is OrganisationKind.ENTERPRISE else None,
+            industry_code="C" if kind is OrganisationKind.ENTERPRISE else None,
+            verification_status=verification_status,
         )
     email = f"user{n}@example.cn"
     user = await create_user(
@@ -99,3 +108,53 @@ async def login(client, account: Account) -> None:
         "/login", data={"email": account.email, "password": account.password, "next": "/"}, headers=headers
     )
     assert response.status_code in (302, 303), response.text
+
+
+def sign_up_form(**overrides: str) -> dict[str, str]:
+    """The enterprise registration form (POST /signup) filled in correctly; ``overrides`` replace fields."""
+    n = next(_counter)
+    form = {
+        "name": f"测试智造科技有限公司{n}",
+        "uscc": make_uscc("91"),
+        "division_code": "110108",
+        "enterprise_size": "small",
+        "industry_code": "C",
+        "address": "北京市海淀区中关村大街1号",
+        "contact_name": "张经理",
+        "contact_email": f"contact{n}@qiye.example.cn",
+        "contact_phone": "010-62345678",
+        "admin.display_name": "张三",
+        "admin.email": f"founder{n}@qiye.example.cn",
+        "admin.password": "Founder-pass-2026",
+        "admin.password_confirm": "Founder-pass-2026",
+    }
+    return form | overrides
+
+
+def sign_up_json(**overrides) -> dict:
+    """The same registration as the JSON API takes it (``admin`` nested, no password confirmation)."""
+    form = sign_up_form()
+    body = {key: value for key, value in form.items() if not key.startswith("admin.")}
+    body["admin"] = {"display_name": form["admin.display_name"], "email": form["admin.email"],
+                     "password": form["admin.password"]}  # fmt: skip
+    return body | overrides
+
+
+async def delivered_mail(db, sessionmaker, settings, to: str | None = None) -> list:
+    """Run the outbox worker once and return the local mailbox (oldest first), optionally for one recipient."""
+    from marketplace.outbox.models import MailMessage
+    from marketplace.outbox.services import drain_once
+
+    while await drain_once(sessionmaker, settings):
+        pass
+    query = select(MailMessage).order_by(MailMessage.id)
+    if to is not None:
+        query = query.where(MailMessage.to_address == to)
+    return list((await db.scalars(query)).all())
+
+
+def link_in(body: str, path: str) -> str:
+    """The token of the first link to ``path`` (e.g. "/confirm-email/") in an email body."""
+    match = re.search(re.escape(path) + r"([A-Za-z0-9_-]+)", body)
+    assert match, f"no {path} link in: {body}"
+    return match.group(1)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from advanced_alchemy.extensions.litestar.store import StoreModelMixin
 from sqlalchemy import ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from marketplace.db import Base, DateTimeUTC, enum_type
 
@@ -29,6 +29,23 @@ class VerificationStatus(enum.StrEnum):
     PENDING = "pending"
     VERIFIED = "verified"
     REJECTED = "rejected"
+
+    @property
+    def label(self) -> str:
+        return {"pending": "待核验", "verified": "已核验", "rejected": "未通过核验"}[self.value]
+
+
+class EnterpriseSize(enum.StrEnum):
+    """Enterprise size class (企业规模) under the national SME classification."""
+
+    MICRO = "micro"
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+    @property
+    def label(self) -> str:
+        return {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}[self.value]
 
 
 class Role(enum.StrEnum):
@@ -58,8 +75,14 @@ class Organisation(Base):
         enum_type(VerificationStatus, "verification_status"), default=VerificationStatus.PENDING
     )
     verification_note: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    enterprise_size: Mapped[EnterpriseSize | None] = mapped_column(enum_type(EnterpriseSize, "enterprise_size"))
+    #: GB/T 4754 section letter (A–T).
+    industry_code: Mapped[str | None] = mapped_column(String(1))
 
     users: Mapped[list[User]] = relationship(back_populates="organisation", lazy="noload")
+    #: The verification state under the name ``audit.services.apply_transition`` expects.
+    status: Mapped[VerificationStatus] = synonym("verification_status")
 
     @property
     def province_code(self) -> str | None:
@@ -78,6 +101,7 @@ class User(Base):
     role: Mapped[Role] = mapped_column(enum_type(Role, "user_role"))
     is_active: Mapped[bool] = mapped_column(default=True)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
 
     organisation: Mapped[Organisation] = relationship(back_populates="users", lazy="joined")
 
@@ -94,6 +118,32 @@ class ApiToken(Base):
     created_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class AccountTokenPurpose(enum.StrEnum):
+    CONFIRM_EMAIL = "confirm_email"
+    INVITATION = "invitation"
+
+
+class AccountToken(Base):
+    """A single-use emailed link: confirming a user's address, or inviting a colleague.
+
+    Only the SHA-256 of the token is stored. An invitation carries the invitee's email, name and role;
+    the account is created when the invitee sets a password.
+    """
+
+    __tablename__ = "account_tokens"
+
+    purpose: Mapped[AccountTokenPurpose] = mapped_column(enum_type(AccountTokenPurpose, "account_token_purpose"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    role: Mapped[Role | None] = mapped_column(enum_type(Role, "user_role"))
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
 
 
 class WebSession(StoreModelMixin):

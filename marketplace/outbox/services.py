@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 Handler = Callable[[AsyncSession, OutboxMessage, Settings], Awaitable[None]]
 _HANDLERS: dict[str, Handler] = {}
 MAX_ATTEMPTS = 8
+#: Housekeeping the worker runs every so often (e.g. ending licences whose term ran out).
+Job = Callable[[AsyncSession], Awaitable[Any]]
+_JOBS: dict[str, tuple[float, Job]] = {}
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -35,6 +39,29 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         return func
 
     return register
+
+
+def periodic(name: str, every_seconds: float) -> Callable[[Job], Job]:
+    """Register a job the worker runs in its own transaction at start and then every ``every_seconds``."""
+
+    def register(func: Job) -> Job:
+        _JOBS[name] = (every_seconds, func)
+        return func
+
+    return register
+
+
+async def run_due_jobs(sessionmaker: async_sessionmaker, last_run: dict[str, float]) -> None:
+    for name, (every, func) in _JOBS.items():
+        now = time.monotonic()
+        if name in last_run and now - last_run[name] < every:
+            continue
+        last_run[name] = now
+        try:
+            async with sessionmaker() as session, session.begin():
+                await func(session)
+        except Exception:
+            log.exception("periodic job %s failed", name)
 
 
 async def enqueue(
@@ -51,6 +78,19 @@ async def enqueue(
         return
     session.add(
         OutboxMessage(kind=kind, payload=payload, dedupe_key=dedupe_key, available_at=available_at or now_utc())
+    )
+
+
+def add_email(session: AsyncSession, *, to: str, subject: str, body: str, dedupe_key: str) -> None:
+    """Queue an email whose key is new by construction (e.g. it names a row created in this
+    transaction), without the look-up :func:`queue_email` makes; a clash still fails on the unique key."""
+    session.add(
+        OutboxMessage(
+            kind="email",
+            payload={"to": to, "subject": subject, "body": body},
+            dedupe_key=f"email:{dedupe_key}",
+            available_at=now_utc(),
+        )
     )
 
 
@@ -149,8 +189,10 @@ async def _record_failure(sessionmaker: async_sessionmaker, message_id: int, exc
 
 
 async def run_worker(sessionmaker: async_sessionmaker, settings: Settings, stop: asyncio.Event) -> None:
-    """Drain the outbox until ``stop`` is set."""
+    """Drain the outbox, and run the periodic jobs when due, until ``stop`` is set."""
+    last_run: dict[str, float] = {}
     while not stop.is_set():
+        await run_due_jobs(sessionmaker, last_run)
         try:
             processed = await drain_once(sessionmaker, settings)
         except Exception:

@@ -79,6 +79,14 @@ def require_org_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> 
         raise PermissionDeniedException("仅机构管理员可以访问")
 
 
+def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """Organisation admins, and platform admins acting for the platform organisation (API tokens)."""
+    require_login(connection, handler)
+    principal = current(connection)
+    if not (principal.is_platform_admin or principal.is_org_admin):  # type: ignore[union-attr]
+        raise PermissionDeniedException("仅机构管理员可以访问")
+
+
 def require_patent_holder(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """Members of an organisation that can hold patents (universities, institutes, companies)."""
     require_login(connection, handler)

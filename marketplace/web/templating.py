@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from jinja2 import Environment
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
@@ -29,13 +30,17 @@ def _label(value: Any) -> str:
     return getattr(value, "label", value if value is not None else "—")
 
 
-def _configure(engine: JinjaTemplateEngine) -> None:
-    env = engine.engine
+def configure_environment(env: Environment) -> None:
+    """Filters shared by pages and by documents rendered outside a request (notices, contracts)."""
     env.filters["yuan"] = _yuan
     env.filters["day"] = _day
     env.filters["label"] = _label
     env.trim_blocks = True
     env.lstrip_blocks = True
+
+
+def _configure(engine: JinjaTemplateEngine) -> None:
+    configure_environment(engine.engine)
 
 
 def template_config() -> TemplateConfig:

@@ -9,6 +9,7 @@ number and announcement number is unique (the factories count; the helpers below
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from playwright.async_api import Locator, Page, expect
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from marketplace.accounts.models import OrganisationKind, Role, User
@@ -28,10 +30,11 @@ from marketplace.accounts.services import principal_for
 from marketplace.clock import today
 from marketplace.offers import services as offer_services
 from marketplace.offers.models import OpenLicenceOffer
+from marketplace.outbox.models import MailMessage
 from marketplace.patents.models import Patent
 from marketplace.patents.services import create_patent
 from marketplace.settings import Settings
-from tests.factories import Account, add_member, make_account
+from tests.factories import Account, add_member, make_account, make_uscc
 
 #: PNG files start with these eight bytes.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -264,3 +267,41 @@ def described_as(scope: Page | Locator, term: str) -> Locator:
     """The value (``<dd>``) a description list gives for the term ``term`` (``<dt>``), e.g. 专利号 → ZL…."""
     dt = scope.get_by_role("term").filter(has_text=re.compile(rf"^\s*{re.escape(term)}\s*$"))
     return dt.locator("xpath=following-sibling::dd[1]")
+
+
+async def mailed_link(server: LiveServer, to: str, path: str, *, seconds: float = 8.0) -> str:
+    """The path of the newest ``path…`` link (e.g. "/invitations/") mailed to ``to``, once the server's
+    in-process outbox worker has delivered it to the local mailbox."""
+    pattern = re.compile(re.escape(path) + r"[A-Za-z0-9_-]+")
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        async with server.sessionmaker() as session:
+            bodies = (
+                await session.scalars(
+                    select(MailMessage.body).where(MailMessage.to_address == to).order_by(MailMessage.id.desc())
+                )
+            ).all()
+        for body in bodies:
+            match = pattern.search(body)
+            if match:
+                return match.group(0)
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no {path} link mailed to {to} within {seconds}s")
+        await asyncio.sleep(0.2)
+
+
+async def fill_sign_up(page: Page, *, name: str, email: str, password: str = "Founder-pass-2026") -> None:
+    """Fill the enterprise registration form (/signup) with valid values, all but the division code
+    (the journey types it, to see the lookup) and without submitting it."""
+    await page.get_by_label(labelled("企业名称")).fill(name)
+    await page.get_by_label(labelled("统一社会信用代码")).fill(make_uscc("91", 700_000_000 + secrets.randbelow(10**8)))
+    await page.get_by_label(labelled("企业规模")).select_option(label="小型")
+    await page.get_by_label(labelled("所属行业门类")).select_option(label="C 制造业")
+    await page.get_by_label(labelled("企业地址")).fill("北京市海淀区中关村大街1号")
+    await page.get_by_label(labelled("联系人")).fill("张经理")
+    await page.get_by_label(labelled("联系邮箱")).fill(f"contact-{email}")
+    await page.get_by_label(labelled("联系电话")).fill("010-62345678")
+    await page.get_by_label(labelled("姓名")).fill("张三")
+    await page.get_by_label(labelled("登录邮箱")).fill(email)
+    await page.get_by_label(labelled("密码")).fill(password)
+    await page.get_by_label(labelled("确认密码")).fill(password)

@@ -1,4 +1,4 @@
-"""Browser journeys of accounts: logging in and out, API tokens, organisation members, access refused."""
+"""Browser journeys of accounts: logging in and out, API tokens, inviting organisation members, access refused."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from playwright.async_api import expect
 
 from marketplace.accounts.services import TOKEN_PREFIX
 from tests.e2e.helpers import (
+    another_person,
     arrange_account,
     assert_png,
+    expect_field_error,
     fill_login_form,
     header_who,
+    labelled,
     login,
     login_as,
     logout,
+    mailed_link,
+    table_rows,
 )
 
 
@@ -79,35 +84,56 @@ async def test_wrong_password_is_refused_beside_the_form_and_stays_on_login(page
     await expect(page).to_have_url(f"{live_server.base_url}/login?next=/account/tokens")
 
 
-async def test_member_added_by_the_admin_can_log_in_but_not_manage_tokens(page, live_server):
+async def test_member_invited_by_the_admin_sets_a_password_and_cannot_manage_tokens(page, live_server):
     admin = await arrange_account(live_server)
     await login_as(page, admin, next_path="/account/users")
     await expect(page.locator("h1")).to_have_text("机构成员")
 
     email = f"member-{uuid.uuid4().hex[:8]}@example.cn"
     password = "Member-pass-2024"
-    await page.get_by_label("姓名").fill("王小明")
-    await page.get_by_label("电子邮箱").fill(email)
-    await page.get_by_label("初始密码").fill(password)
-    await page.get_by_label("角色").select_option(label="机构成员")
-    await page.get_by_role("button", name="添加", exact=True).click()
+    await page.get_by_label(labelled("姓名")).fill("王小明")
+    await page.get_by_label(labelled("电子邮箱")).fill(email)
+    await page.get_by_label(labelled("角色")).select_option(label="机构成员")
+    await page.get_by_role("button", name="发送邀请").click()
 
-    await expect(page).to_have_url(f"{live_server.base_url}/account/users")
-    member_row = page.get_by_role("row").filter(has_text=email)
-    await expect(member_row).to_contain_text("王小明")
-    await expect(member_row).to_contain_text("机构成员")
+    await expect(page.get_by_role("status")).to_have_text(f"已向 {email} 发送邀请。")
+    pending = table_rows(page.locator("#invitations"), email)
+    await expect(pending).to_contain_text("王小明")
+    await expect(pending).to_contain_text("机构成员")
+    link = await mailed_link(live_server, email, "/invitations/")
+
+    async with another_person(page, live_server) as invitee:
+        await invitee.goto(link)
+        await expect(invitee.locator("h1")).to_have_text(f"加入“{admin.organisation.name}”")
+        await expect(invitee.get_by_label("登录邮箱")).to_have_value(email)
+        await expect(invitee.get_by_label(labelled("姓名"))).to_have_value("王小明")
+        await invitee.get_by_label(labelled("密码")).fill(password)
+        await invitee.get_by_label(labelled("确认密码")).fill("Another-pass-2024")
+        await invitee.get_by_role("button", name="接受邀请并设置密码").click()
+        await expect_field_error(invitee.get_by_label(labelled("确认密码")), "两次输入的密码不一致")
+
+        await invitee.get_by_label(labelled("密码")).fill(password)
+        await invitee.get_by_label(labelled("确认密码")).fill(password)
+        await invitee.get_by_role("button", name="接受邀请并设置密码").click()
+        await expect(invitee).to_have_url(f"{live_server.base_url}/account/welcome")
+        await expect(header_who(invitee)).to_contain_text(f"王小明 · {admin.organisation.name}")
+        await expect(invitee.locator("header nav").get_by_role("link", name="API 令牌")).to_have_count(0)
+        response = await invitee.goto("/account/tokens")
+        assert response is not None and response.status == 403
+        await expect(invitee.get_by_role("alert")).to_have_text("仅机构管理员可以访问")
+
+        # The link is spent.
+        response = await invitee.goto(link)
+        assert response is not None and response.status == 400
+        await expect(invitee.get_by_role("alert")).to_have_text("该邀请已被接受，请直接登录。")
+
+    await page.reload()
+    await expect(table_rows(page.locator("#members"), email)).to_contain_text("王小明")
+    await expect(page.locator("#invitations")).to_contain_text("没有待接受的邀请")
 
     await logout(page)
     await login(page, email, password, next_path="/account/users")
     await expect(page.locator("h1")).to_have_text("没有权限")
-    await expect(header_who(page)).to_contain_text(f"王小明 · {admin.organisation.name}")
-    await expect(page.locator("header nav").get_by_role("link", name="API 令牌")).to_have_count(0)
-
-    response = await page.goto("/account/tokens")
-    assert response is not None and response.status == 403
-    await expect(page.locator("h1")).to_have_text("没有权限")
-    await expect(page.get_by_role("alert")).to_have_text("仅机构管理员可以访问")
-    await expect(page.locator("#new-token")).to_have_count(0)
 
 
 async def test_logout_returns_to_anonymous_and_protected_pages_ask_for_login(page, live_server):

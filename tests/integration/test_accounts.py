@@ -1,8 +1,9 @@
-"""Login, logout, CSRF, roles and API tokens through HTTP."""
+"""Login, logout, CSRF, roles and API tokens through HTTP. Members join by invitation: see
+test_invitations.py."""
 
 from sqlalchemy import select
 
-from marketplace.accounts.models import ApiToken, OrganisationKind, Role
+from marketplace.accounts.models import ApiToken, OrganisationKind
 from marketplace.audit.models import AuditRecord
 from tests.factories import add_member, api_token, bearer, csrf_headers, login, make_account
 
@@ -89,35 +90,22 @@ async def test_members_cannot_manage_tokens_or_users(client, db):
     assert (await client.get("/account/users")).status_code == 403
 
 
-async def test_platform_admin_cannot_use_organisation_admin_pages(client, db):
+async def test_platform_admin_manages_platform_tokens_but_not_organisation_members(client, db):
     admin = await make_account(db, kind=OrganisationKind.PLATFORM)
     await login(client, admin)
-    assert (await client.get("/account/tokens")).status_code == 403
-
-
-async def test_org_admin_adds_a_member_and_bad_input_changes_nothing(client, db):
-    account = await make_account(db)
-    await login(client, account)
-    headers = await csrf_headers(client)
-    bad = await client.post(
-        "/account/users",
-        data={"display_name": "", "email": "not-an-email", "password": "short", "role": "org_member"},
-        headers=headers,
-    )
-    assert bad.status_code == 422
-    assert "请输入有效的电子邮箱" in bad.text and "密码至少需要10个字符" in bad.text
-    good = await client.post(
-        "/account/users",
-        data={"display_name": "李老师", "email": "li@example.cn", "password": "abc-12345678", "role": "org_member"},
-        headers=headers,
-    )
-    assert good.status_code in (302, 303)
-    page = await client.get("/account/users")
-    assert "李老师" in page.text and page.text.count("<tr>") == 3
-    from marketplace.accounts.models import User
-
-    roles = (await db.scalars(select(User.role).where(User.organisation_id == account.organisation.id))).all()
-    assert sorted(roles) == [Role.ORG_ADMIN, Role.ORG_MEMBER]
+    assert (await client.get("/account/users")).status_code == 403
+    assert (await client.get("/account/organisation")).status_code == 403
+    page = await client.get("/account/tokens")
+    assert page.status_code == 200 and 'href="/account/tokens">API 令牌</a>' in page.text
+    created = await client.post("/account/tokens", data={"name": "核验系统"}, headers=await csrf_headers(client))
+    assert created.status_code == 201
+    raw = created.text.split('id="new-token">')[1].split("<")[0]
+    me = await client.get("/api/v1/me", headers=bearer(raw))
+    assert me.status_code == 200 and me.json()["role"] == "platform_admin"
+    # The token carries the platform admin's rights on the admin API.
+    assert (await client.get("/api/v1/enterprises", headers=bearer(raw))).status_code == 200
+    token = (await db.scalars(select(ApiToken))).one()
+    assert token.organisation_id == admin.organisation.id
 
 
 async def test_htmx_requests_carry_the_csrf_token_of_the_page(client):
