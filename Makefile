@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install migrate demo worker lint bench browser clean
+.PHONY: run test install migrate demo worker lint bench browser pdf-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: migrate
 	$(BIN)/marketplace demo load
 
 ## Serve on http://127.0.0.1:8000 with demo data (loaded once) and the in-process outbox worker.
-run: demo
+run: pdf-deps demo
 	$(BIN)/marketplace run
 
 worker: install
@@ -38,8 +38,18 @@ browser:
 	  fi; \
 	fi
 
+## Contract and notice PDFs: WeasyPrint needs Pango, and Chinese text needs Debian's Noto CJK fonts.
+pdf-deps:
+	@if ! fc-list :lang=zh 2>/dev/null | grep -q "Noto" || ! ldconfig -p | grep -q libpangoft2; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 fontconfig; \
+	  else \
+	    echo "PDF fonts/libraries are missing: sudo apt-get install fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0" >&2; exit 1; \
+	  fi; \
+	fi
+
 ## The whole suite on SQLite, or on PostgreSQL when TEST_DATABASE_URL is set.
-test: install browser
+test: install pdf-deps browser
 	$(BIN)/ruff check marketplace tests bench
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -22,7 +22,9 @@ from marketplace.accounts.models import WebSession
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
+from marketplace.licensing.controllers import ROUTES as LICENSING_ROUTES
 from marketplace.offers.controllers import ROUTES as OFFER_ROUTES
+from marketplace.outbox.controllers import ROUTES as OUTBOX_ROUTES
 from marketplace.outbox.services import run_worker
 from marketplace.patents.controllers import ROUTES as PATENT_ROUTES
 from marketplace.settings import PROJECT_ROOT, Settings, load_settings
@@ -63,8 +65,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *ACCOUNT_ROUTES,
             *PATENT_ROUTES,
             *OFFER_ROUTES,
+            *LICENSING_ROUTES,
             *CATALOGUE_ROUTES,
             *FILE_ROUTES,
+            *OUTBOX_ROUTES,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], include_in_schema=False),
         ],
         plugins=[SQLAlchemyPlugin(config=alchemy)],

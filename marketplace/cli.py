@@ -58,6 +58,7 @@ def run(host: str | None, port: int | None) -> None:
 @main.command()
 def worker() -> None:
     """Drain the outbox (emails, exports, provider calls) until interrupted."""
+    import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker
 

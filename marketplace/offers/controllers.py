@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marketplace.clock import today
 from marketplace.errors import NotFound, ValidationFailed
 from marketplace.files.services import Upload
+from marketplace.licensing.services import licence_counts
 from marketplace.offers import rules, schemas, services
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
 from marketplace.settings import Settings
@@ -121,6 +122,7 @@ class LicensorOfferController(Controller):
             "audit": await services.audit_trail(db_session, offer.id),
             "audit_actions": AUDIT_ACTIONS,
             "versions": await services.series_versions(db_session, offer),
+            "licences": (await licence_counts(db_session, [offer.id])).get(offer.id, 0),
             "form": form or {},
             "errors": {},
         }
@@ -233,6 +235,7 @@ class AdminOfferController(Controller):
             "audit": await services.audit_trail(db_session, offer.id),
             "audit_actions": AUDIT_ACTIONS,
             "versions": await services.series_versions(db_session, offer),
+            "licences": (await licence_counts(db_session, [offer.id])).get(offer.id, 0),
             "form": form or {},
             "errors": {},
         }

@@ -762,7 +762,7 @@ def payment_timeline(terms: FeeTerms, *, term_months: int, start: date, annual_b
                 f"先用后付：前{months}个月无需付款，首笔款项不早于{first_due_not_before:%Y-%m-%d}；"
                 f"其后的付款标准自该日起算。"
             )
-            _plan(terms.then, plan, first_due_not_before, term_months - months, annual_base)
+            _plan(terms.then, plan, start, term_months - months, annual_base, skip=months)
         else:
             plan.notes.append("先用后付：取得首笔收入后才开始付款；本测算假设自许可生效之日起即有收入。")
             _plan(terms.then, plan, start, term_months, annual_base)
@@ -778,29 +778,36 @@ def payment_timeline(terms: FeeTerms, *, term_months: int, start: date, annual_b
     )
 
 
-def _plan(terms: FeeTerms, plan: _Plan, start: date, term_months: int, annual_base: int) -> None:
+def instalment_due(terms: InstalmentTerms, k: int, start: date, skip: int = 0) -> date:
+    """Due date of instalment ``k`` (0-based); months count from ``start`` after ``skip`` months."""
+    if terms.month_offsets is not None:
+        return add_months(start, skip + terms.month_offsets[k])
+    return add_months(start, skip + k * (terms.interval_months or 0)) + timedelta(days=terms.first_due_days or 0)
+
+
+def _plan(terms: FeeTerms, plan: _Plan, start: date, term_months: int, annual_base: int, skip: int = 0) -> None:
+    """Plan ``terms`` over ``term_months`` that begin ``skip`` months after ``start`` (a pay-after-use
+    deferral). Months are always counted from ``start``, so a month-end start keeps its day."""
+    begin = add_months(start, skip)
     if isinstance(terms, FreeTerms):
         plan.notes.append("免费许可，无需付款。")
     elif isinstance(terms, LumpSumTerms):
         plan.payments.append(
-            Payment(start + timedelta(days=terms.due_days), terms.amount_fen, "许可使用费（一次总付）")
+            Payment(begin + timedelta(days=terms.due_days), terms.amount_fen, "许可使用费（一次总付）")
         )
     elif isinstance(terms, InstalmentTerms):
         amounts = instalment_amounts(terms.total_fen, terms.count)
         for k, amount in enumerate(amounts):
-            if terms.month_offsets is not None:
-                due = add_months(start, terms.month_offsets[k])
-            else:
-                due = add_months(start, k * (terms.interval_months or 0)) + timedelta(days=terms.first_due_days or 0)
+            due = instalment_due(terms, k, start, skip)
             plan.payments.append(Payment(due, amount, f"第{k + 1}期许可使用费（共{terms.count}期）"))
     elif isinstance(terms, RoyaltyTerms):
-        _plan_royalty(terms, plan, start, term_months, annual_base)
+        _plan_royalty(terms, plan, start, term_months, annual_base, skip)
     elif isinstance(terms, EntryFeeRoyaltyTerms):
-        plan.payments.append(Payment(start + timedelta(days=terms.entry_due_days), terms.entry_fee_fen, "入门费"))
-        _plan_royalty(terms.royalty, plan, start, term_months, annual_base)
+        plan.payments.append(Payment(begin + timedelta(days=terms.entry_due_days), terms.entry_fee_fen, "入门费"))
+        _plan_royalty(terms.royalty, plan, start, term_months, annual_base, skip)
 
 
-def _period_name(period: ReportingPeriod, index_in_year: int) -> str:
+def period_name(period: ReportingPeriod, index_in_year: int) -> str:
     if period is ReportingPeriod.MONTHLY:
         return f"第{index_in_year}个月"
     if period is ReportingPeriod.QUARTERLY:
@@ -815,39 +822,75 @@ def annual_minimum_true_up(minimum_fen: int, royalties_fen: Iterable[int]) -> in
     return max(0, minimum_fen - sum(royalties_fen))
 
 
-def _plan_royalty(terms: RoyaltyTerms, plan: _Plan, start: date, term_months: int, annual_base: int) -> None:
-    step = terms.reporting_period.months
-    lines: list[Payment] = []
-    base_label = "数量" if terms.base is RoyaltyBase.UNITS else terms.base.label
-    years = (term_months + 11) // 12
-    for year in range(1, years + 1):
+@dataclass(frozen=True)
+class RoyaltyPeriod:
+    """One reporting period of a running royalty, counted from the day the royalty terms start."""
+
+    year: int
+    index_in_year: int
+    months: int
+    start: date
+    end: date
+    year_months: int
+    last_in_year: bool
+
+
+def royalty_periods(period: ReportingPeriod, start: date, term_months: int, skip: int = 0) -> list[RoyaltyPeriod]:
+    """The reporting periods over ``term_months`` beginning ``skip`` months after ``start``. Periods
+    of 1, 3, 6 or 12 months divide a year, so none straddles two contract years; a last, shorter
+    period covers the rest of the term."""
+    step = period.months
+    periods: list[RoyaltyPeriod] = []
+    for year in range(1, (term_months + 11) // 12 + 1):
         year_first = (year - 1) * 12
         year_months = min(12, term_months - year_first)
-        year_royalties: list[int] = []
-        # Periods of 1, 3, 6 or 12 months divide a year, so none straddles two contract years.
-        for offset in range(year_first, year_first + year_months, step):
+        offsets = range(year_first, year_first + year_months, step)
+        for offset in offsets:
             months = min(step, year_first + year_months - offset)
-            period_end = add_months(start, offset + months) - timedelta(days=1)
-            period_base = Decimal(annual_base) * months / 12
-            if terms.base is RoyaltyBase.UNITS:
-                amount = round_fen(period_base * (terms.unit_amount_fen or 0))
-                basis = f"预计{_number(period_base)}件×{_yuan(terms.unit_amount_fen or 0)}"
-            else:
-                rate = terms.rate_for_year(year)
-                amount = round_fen(period_base * rate)
-                basis = f"预计{base_label}¥{format_yuan(round_fen(period_base))}×{format_rate(rate)}"
-            name = _period_name(terms.reporting_period, (offset - year_first) // step + 1)
-            lines.append(Payment(period_end, amount, f"第{year}合同年度{name}提成（{basis}）"))
-            year_royalties.append(amount)
-        if terms.annual_minimum_fen:
+            periods.append(
+                RoyaltyPeriod(
+                    year=year,
+                    index_in_year=(offset - year_first) // step + 1,
+                    months=months,
+                    start=add_months(start, skip + offset),
+                    end=add_months(start, skip + offset + months) - timedelta(days=1),
+                    year_months=year_months,
+                    last_in_year=offset == offsets[-1],
+                )
+            )
+    return periods
+
+
+def _plan_royalty(
+    terms: RoyaltyTerms, plan: _Plan, start: date, term_months: int, annual_base: int, skip: int = 0
+) -> None:
+    lines: list[Payment] = []
+    base_label = "数量" if terms.base is RoyaltyBase.UNITS else terms.base.label
+    year_royalties: list[int] = []
+    for period in royalty_periods(terms.reporting_period, start, term_months, skip):
+        if period.index_in_year == 1:
+            year_royalties = []
+        period_base = Decimal(annual_base) * period.months / 12
+        if terms.base is RoyaltyBase.UNITS:
+            amount = round_fen(period_base * (terms.unit_amount_fen or 0))
+            basis = f"预计{_number(period_base)}件×{_yuan(terms.unit_amount_fen or 0)}"
+        else:
+            rate = terms.rate_for_year(period.year)
+            amount = round_fen(period_base * rate)
+            basis = f"预计{base_label}¥{format_yuan(round_fen(period_base))}×{format_rate(rate)}"
+        name = period_name(terms.reporting_period, period.index_in_year)
+        lines.append(Payment(period.end, amount, f"第{period.year}合同年度{name}提成（{basis}）"))
+        year_royalties.append(amount)
+        if period.last_in_year and terms.annual_minimum_fen:
             minimum = terms.annual_minimum_fen
-            if year_months < 12:
-                minimum = round_fen(Decimal(minimum) * year_months / 12)
+            if period.year_months < 12:
+                minimum = round_fen(Decimal(minimum) * period.year_months / 12)
             true_up = annual_minimum_true_up(minimum, year_royalties)
             if true_up:
-                year_end = add_months(start, year_first + year_months) - timedelta(days=1)
-                note = f"（本年度不足12个月，最低额按{year_months}个月折算）" if year_months < 12 else ""
-                lines.append(Payment(year_end, true_up, f"第{year}合同年度最低使用费补足{note}"))
+                note = (
+                    f"（本年度不足12个月，最低额按{period.year_months}个月折算）" if period.year_months < 12 else ""
+                )
+                lines.append(Payment(period.end, true_up, f"第{period.year}合同年度最低使用费补足{note}"))
     if terms.cap_fen is not None:
         lines = _apply_cap(lines, terms.cap_fen, plan)
     plan.payments.extend(line for line in lines if line.amount_fen > 0)

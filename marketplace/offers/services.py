@@ -540,6 +540,14 @@ async def reject(
 async def _withdraw(
     session: AsyncSession, offer: OpenLicenceOffer, *, actor: Principal, reason: str, action: str
 ) -> None:
+    # FOR UPDATE waits for acceptances in flight (they hold FOR SHARE on the offer, see
+    # marketplace.licensing.services.accept) and re-reads the status they may not have seen change.
+    await session.execute(
+        select(OpenLicenceOffer)
+        .where(OpenLicenceOffer.id == offer.id)
+        .with_for_update(of=OpenLicenceOffer)
+        .execution_options(populate_existing=True)
+    )
     offer.withdrawal_reason = reason
     offer.withdrawn_at = now_utc()
     await apply_transition(

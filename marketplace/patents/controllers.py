@@ -19,6 +19,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marketplace import paging
 from marketplace.errors import ValidationFailed
 from marketplace.patents import rules, services
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, TransferIntent, UploadMode
@@ -38,8 +39,8 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 RECENT_UPLOADS = 10
 
-PageNumber = Annotated[int, Parameter(ge=1, le=services.MAX_PAGE, description="页码（从1开始）")]
-PerPage = Annotated[int, Parameter(ge=1, le=services.MAX_PER_PAGE, description="每页条数")]
+PageNumber = Annotated[int, Parameter(ge=1, le=paging.MAX_PAGE, description="页码（从1开始）")]
+PerPage = Annotated[int, Parameter(ge=1, le=paging.MAX_PER_PAGE, description="每页条数")]
 
 
 def _download(content: bytes, filename: str, media_type: str) -> Response[bytes]:
@@ -270,7 +271,7 @@ class PatentApi(Controller):
         request: Request,
         db_session: AsyncSession,
         page: PageNumber = 1,
-        per_page: PerPage = services.PER_PAGE,
+        per_page: PerPage = paging.PER_PAGE,
         legal_status: Annotated[LegalStatus | None, Parameter(description="法律状态")] = None,
         patent_type: Annotated[PatentType | None, Parameter(description="专利类型")] = None,
         q: Annotated[str, Parameter(max_length=100, description="名称或申请号中的文字")] = "",

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePath
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import openpyxl
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -26,18 +26,17 @@ from marketplace.audit.services import record
 from marketplace.catalogue.services import remove_entry, upsert_entry
 from marketplace.clock import now_utc, today
 from marketplace.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from marketplace.licensing.services import end_for_patents
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
 from marketplace.offers.services import patent_facts
+from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents import rules
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, UploadMode
 from marketplace.settings import Settings
 
 T = TypeVar("T")
 
-PER_PAGE = 20
-MAX_PER_PAGE = 100
-MAX_PAGE = 100_000
 #: Rows per IN (...) lookup and per executemany batch: below every driver's bound-parameter limit.
 LOOKUP_CHUNK = 5_000
 WRITE_CHUNK = 1_000
@@ -59,18 +58,6 @@ def _require_holder(actor: Principal) -> None:
 # ---------------------------------------------------------------------------------------------
 # Listing and reading
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    items: list[T]
-    number: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 @dataclass(frozen=True)
@@ -97,14 +84,6 @@ def parse_filters(legal_status: str | None, patent_type: str | None, text: str |
     if errors:
         raise ValidationFailed(errors)
     return PatentFilters(legal_status=status, patent_type=kind, text=rules.clean_text(text)[:100])
-
-
-def page_bounds(page: int, per_page: int) -> tuple[int, int]:
-    if not 1 <= page <= MAX_PAGE:
-        raise ValidationFailed.single("page", f"页码应在1至{MAX_PAGE}之间")
-    if not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValidationFailed.single("per_page", f"每页条数应在1至{MAX_PER_PAGE}之间")
-    return page, per_page
 
 
 async def list_patents(
@@ -261,7 +240,7 @@ async def update_patent(
         session, entity_type="patent", entity_id=patent.id, action="update", actor=actor,
         from_state=before.value, to_state=patent.legal_status.value, details={"changed": changed},
     )
-    await _refresh_catalogue(session, [patent.id])
+    await _patents_changed(session, [patent.id], actor)
     return patent
 
 
@@ -273,6 +252,13 @@ def _among(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnE
         array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         return column.in_(select(func.unnest(array)).scalar_subquery())
     return column.in_(values)
+
+
+async def _patents_changed(session: AsyncSession, patent_ids: Sequence[int], actor: Principal) -> None:
+    """Keep what depends on changed patents in step: the catalogue, and licences on patents that are
+    no longer in force (they end, and both parties are told)."""
+    await _refresh_catalogue(session, patent_ids)
+    await end_for_patents(session, list(patent_ids), actor)
 
 
 async def _refresh_catalogue(session: AsyncSession, patent_ids: Sequence[int]) -> None:
@@ -515,7 +501,7 @@ async def import_inventory(
     by_id = update(table).where(table.c.id == bindparam("patent_id"))
     for chunk in _chunks(changed_rows, WRITE_CHUNK):
         await session.execute(by_id, list(chunk))
-    await _refresh_catalogue(session, [values["patent_id"] for values in changed_rows])
+    await _patents_changed(session, [values["patent_id"] for values in changed_rows], actor)
 
     upload = InventoryUpload(
         organisation_id=actor.organisation_id,
