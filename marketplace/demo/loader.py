@@ -14,14 +14,15 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 from stdnum.cn import uscc as stdnum_uscc
 
-from marketplace.accounts.models import Organisation, OrganisationKind, Role, User, VerificationStatus
+from marketplace.accounts.models import EnterpriseSize, Organisation, OrganisationKind, Role, User, VerificationStatus
 from marketplace.accounts.rules import Principal
 from marketplace.accounts.services import create_organisation, create_user, ensure_platform_organisation, principal_for
 from marketplace.clock import today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.demo.inventory import patent_row, to_csv
+from marketplace.licensing import services as licensing
 from marketplace.offers import services as offers
-from marketplace.offers.models import OfferStatus, OpenLicenceOffer
+from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
 from marketplace.patents.models import LegalStatus, Patent, PatentType, UploadMode
 from marketplace.patents.services import import_inventory
 from marketplace.settings import Settings
@@ -38,6 +39,9 @@ class DemoOrg:
     address: str
     slug: str
     patents: int
+    enterprise_size: EnterpriseSize | None = None
+    industry_code: str | None = None
+    verification_status: VerificationStatus = VerificationStatus.VERIFIED
 
 
 LICENSORS = (
@@ -47,7 +51,13 @@ LICENSORS = (
     DemoOrg("南岭先进材料研究院", OrganisationKind.INSTITUTE, "440305", "广东省深圳市南山区西丽大学城", "nanling", 45),
 )
 LICENSEE = DemoOrg(
-    "苏州启明新能源科技有限公司", OrganisationKind.ENTERPRISE, "320505", "江苏省苏州市高新区科技城", "qiming", 0
+    "苏州启明新能源科技有限公司", OrganisationKind.ENTERPRISE, "320505", "江苏省苏州市高新区科技城", "qiming", 0,
+    enterprise_size=EnterpriseSize.SMALL, industry_code="C",
+)
+#: Registered but not yet verified: its admin sees the verification notice, platform admins find it queued.
+PENDING_ENTERPRISE = DemoOrg(
+    "杭州云栖智造科技有限公司", OrganisationKind.ENTERPRISE, "330106", "浙江省杭州市西湖区云栖小镇8号", "yunqi", 0,
+    enterprise_size=EnterpriseSize.MICRO, industry_code="I", verification_status=VerificationStatus.PENDING,
 )
 
 
@@ -129,7 +139,9 @@ async def _org_with_users(session, org: DemoOrg, serial: int) -> tuple[Organisat
         contact_name="联络人",
         contact_email=f"contact@{org.slug}.demo.cn",
         contact_phone="021-55550000",
-        verification_status=VerificationStatus.VERIFIED,
+        enterprise_size=org.enterprise_size,
+        industry_code=org.industry_code,
+        verification_status=org.verification_status,
     )
     admin = await create_user(
         session, organisation=organisation, email=f"admin@{org.slug}.demo.cn", display_name=f"{org.name[:4]}管理员",
@@ -159,6 +171,30 @@ async def _eligible_patents(session, organisation_id: int, now: date) -> list[Pa
         .order_by(Patent.id)
     )
     return list(patents)
+
+
+async def _take_licences(session, licensees: list[Principal], rng: random.Random) -> None:
+    """The verified enterprise takes one published offer of each payment mode; the pending one takes
+    one too, so its contract shows as held back from filing."""
+    published = list(
+        await session.scalars(
+            select(OpenLicenceOffer)
+            .where(OpenLicenceOffer.status == OfferStatus.PUBLISHED)
+            .order_by(OpenLicenceOffer.id)
+        )
+    )
+    taken: dict[PaymentMode, OpenLicenceOffer] = {}
+    for offer in published:
+        taken.setdefault(offer.payment_mode, offer)
+    choices = [(licensees[0], offer) for offer in taken.values()] + [(licensees[1], published[-1])]
+    for number, (principal, offer) in enumerate(choices, start=1):
+        await licensing.accept(
+            session, actor=principal, offer_id=offer.id,
+            values={
+                "intended_field_of_use": rng.choice(("用于本公司储能产品生产线", "用于新一代产品的研发与量产")),
+                "signatory_name": "陈立", "signatory_title": "总经理", "idempotency_key": f"demo-licence-{number:04d}",
+            },
+        )
 
 
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
@@ -213,8 +249,13 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
                         await offers.withdraw(
                             session, actor=licensor, offer_id=draft.id, reason="专利权人调整许可策略，撤回本声明。"
                         )
-            _, _, licensee_logins = await _org_with_users(session, LICENSEE, 9000)
-            logins += [f"{line} · {LICENSEE.name}" for line in licensee_logins]
+            licensees = []
+            for serial, enterprise in enumerate((LICENSEE, PENDING_ENTERPRISE), start=9000):
+                _, principal, enterprise_logins = await _org_with_users(session, enterprise, serial)
+                licensees.append(principal)
+                status = "" if enterprise.verification_status is VerificationStatus.VERIFIED else "（待核验）"
+                logins += [f"{line} · {enterprise.name}{status}" for line in enterprise_logins]
+            await _take_licences(session, licensees, rng)
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))
@@ -222,7 +263,8 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
         await engine.dispose()
     text = "\n".join(
         ["演示账号（密码均为 " + PASSWORD + "）：", *[f"  {line}" for line in logins],
-         f"已导入 {sum(o.patents for o in LICENSORS)} 件专利、{published} 项已公告的开放许可声明。"]
+         f"已导入 {sum(o.patents for o in LICENSORS)} 件专利、{published} 项已公告的开放许可声明，"
+         f"演示企业已取得 {len(PaymentMode) + 1} 份许可。"]
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "demo-logins.txt").write_text(text + "\n")

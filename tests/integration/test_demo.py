@@ -2,10 +2,11 @@
 
 from sqlalchemy import func, select
 
-from marketplace.accounts.models import Organisation, OrganisationKind
-from marketplace.accounts.rules import uscc_error
+from marketplace.accounts.models import Organisation, OrganisationKind, VerificationStatus
+from marketplace.accounts.rules import division_name, uscc_error
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.demo.loader import load_demo
+from marketplace.licensing.models import ContractStatus, LicenceContract
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
 from marketplace.patents.models import LegalStatus, Patent, PatentType
 from marketplace.patents.rules import parse_application_number
@@ -20,6 +21,10 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     kinds = [o.kind for o in organisations]
     assert kinds.count(OrganisationKind.UNIVERSITY) >= 3 and kinds.count(OrganisationKind.INSTITUTE) >= 1
     assert all(uscc_error(o.uscc) is None for o in organisations if o.uscc)
+    enterprises = [o for o in organisations if o.kind is OrganisationKind.ENTERPRISE]
+    assert all(division_name(o.division_code) and o.enterprise_size and o.industry_code for o in enterprises)
+    pending = [o for o in enterprises if o.verification_status is VerificationStatus.PENDING]
+    assert len(pending) == 1 and f"admin@yunqi.demo.cn（机构管理员） · {pending[0].name}（待核验）" in logins
 
     patents = (await db.scalars(select(Patent))).all()
     assert len(patents) >= 200
@@ -37,6 +42,14 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     assert deferrals == {"months", "first_revenue"}
     catalogue = await db.scalar(select(func.count()).select_from(CatalogueEntry))
     assert catalogue == len(published)
+
+    contracts = (await db.scalars(select(LicenceContract))).all()
+    assert {c.payment_mode for c in contracts} == {mode.value for mode in PaymentMode}
+    held = [c for c in contracts if c.licensee.verification_status is not VerificationStatus.VERIFIED]
+    assert len(held) == 1 and held[0].licensee_organisation_id == pending[0].id
+    statuses = {c.payment_mode: c.status for c in contracts if c not in held}
+    assert statuses["free"] is statuses["pay_after_use"] is ContractStatus.ACTIVE
+    assert statuses["lump_sum"] is ContractStatus.AWAITING_PAYMENT
 
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)
