@@ -50,3 +50,26 @@ def write(sections: list[str]) -> None:
         "Figures are from that run; rerun `make bench` to refresh them.\n"
     )
     DOC.write_text(header + "\n" + "\n\n".join(sections) + "\n")
+
+
+def _split(document: str) -> tuple[str, list[str]]:
+    """The text before the first ``### `` heading, and each section from its heading on."""
+    parts = ("\n" + document).split("\n### ")
+    return parts[0].lstrip("\n"), ["### " + part.strip("\n") for part in parts[1:]]
+
+
+def replace_sections(sections: list[str]) -> None:
+    """Refresh only these sections of docs/benchmarks.md (``python -m bench <name>``): a section with
+    the same heading is replaced in place, a new one is appended; the others stay as they were."""
+    if not DOC.exists():
+        write(sections)
+        return
+    head, existing = _split(DOC.read_text())
+    for section in sections:
+        heading = section.split("\n", 1)[0]
+        index = next((i for i, old in enumerate(existing) if old.split("\n", 1)[0] == heading), None)
+        if index is None:
+            existing.append(section.strip("\n"))
+        else:
+            existing[index] = section.strip("\n")
+    DOC.write_text(head.rstrip("\n") + "\n\n" + "\n\n".join(existing) + "\n")

@@ -1,12 +1,14 @@
-"""Run every benchmark and write docs/benchmarks.md.
+"""Run every benchmark and write docs/benchmarks.md, or only some (``python -m bench accept``), which
+refreshes just their sections.
 
 National-scale catalogue data is generated once per database (SQLite file and PostgreSQL cluster
 under bench/data/) and reused while its size matches; upload benchmarks use fresh databases.
-Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS.
+Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS (and see bench/accept.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -15,13 +17,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench import search, upload
+from bench import accept, search, upload
 from bench.generate import data_dir, generate, generated_count, migrate
 from bench.pgserver import postgres_server
-from bench.report import write
+from bench.report import replace_sections, write
 
 PATENTS = int(os.environ.get("BENCH_PATENTS", "1350000"))
 LICENSORS = int(os.environ.get("BENCH_LICENSORS", "2700"))
+BENCHMARKS = ("search", "upload", "accept")
 
 
 async def _fresh_pg_database(server_url: str, name: str) -> str:
@@ -69,26 +72,46 @@ async def _search_data_pg(server_url: str) -> str:
     return url
 
 
-async def _main() -> None:
+async def _main(selected: set[str]) -> None:
     sections = []
-    sqlite_url = await _search_data_sqlite()
-    sections.append(await search.run("SQLite", sqlite_url, PATENTS))
-    upload_path = data_dir() / "upload.sqlite3"
-    for leftover in data_dir().glob("upload.sqlite3*"):
-        leftover.unlink()
-    upload_url = f"sqlite+aiosqlite:///{upload_path}"
-    migrate(upload_url)
-    sections.append(await upload.run("SQLite", upload_url))
+    if "search" in selected:
+        sqlite_url = await _search_data_sqlite()
+        sections.append(await search.run("SQLite", sqlite_url, PATENTS))
+    if "upload" in selected:
+        upload_path = data_dir() / "upload.sqlite3"
+        for leftover in data_dir().glob("upload.sqlite3*"):
+            leftover.unlink()
+        upload_url = f"sqlite+aiosqlite:///{upload_path}"
+        migrate(upload_url)
+        sections.append(await upload.run("SQLite", upload_url))
     with postgres_server() as server_url:
-        pg_url = await _search_data_pg(server_url)
-        sections.append(await search.run("PostgreSQL 15", pg_url, PATENTS))
-        upload_pg = await _fresh_pg_database(server_url, "bench_upload")
-        migrate(upload_pg)
-        sections.append(await upload.run("PostgreSQL 15", upload_pg))
-    write(sections)
+        if "search" in selected:
+            pg_url = await _search_data_pg(server_url)
+            sections.append(await search.run("PostgreSQL 15", pg_url, PATENTS))
+        if "upload" in selected:
+            upload_pg = await _fresh_pg_database(server_url, "bench_upload")
+            migrate(upload_pg)
+            sections.append(await upload.run("PostgreSQL 15", upload_pg))
+        if "accept" in selected:
+            sections.append(await accept.run(server_url))
+    if selected == set(BENCHMARKS):
+        write(sections)
+    else:
+        replace_sections(sections)
     print("\n\n".join(sections))
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Figures go to docs/benchmarks.md.")
+    parser.add_argument(
+        "benchmarks",
+        nargs="*",
+        metavar="BENCHMARK",
+        help=f"any of {', '.join(BENCHMARKS)}; default all, rewriting the whole document",
+    )
+    names = parser.parse_args().benchmarks
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(_main())
+    asyncio.run(_main(set(names) or set(BENCHMARKS)))

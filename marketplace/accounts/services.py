@@ -119,15 +119,23 @@ def _token_hash(raw: str) -> str:
 
 
 async def principal_for_token(session: AsyncSession, raw: str) -> Principal | None:
-    token = await session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == _token_hash(raw), ApiToken.revoked_at.is_(None))
-    )
-    if token is None:
+    # One statement: every API call pays for this look-up.
+    row = (
+        await session.execute(
+            select(ApiToken.id, User)
+            .join(User, User.id == ApiToken.created_by_user_id)
+            .where(
+                ApiToken.token_hash == _token_hash(raw),
+                ApiToken.revoked_at.is_(None),
+                User.organisation_id == ApiToken.organisation_id,
+                User.is_active.is_(True),
+            )
+        )
+    ).first()
+    if row is None:
         return None
-    user = await session.get(User, token.created_by_user_id)
-    if user is None or not user.is_active or user.organisation_id != token.organisation_id:
-        return None
-    return principal_for(user, via="api", token_id=token.id)
+    token_id, user = row
+    return principal_for(user, via="api", token_id=token_id)
 
 
 async def create_organisation(

@@ -133,19 +133,22 @@ async def _lock_offer_for_acceptance(session: AsyncSession, offer_id: int) -> Op
 
 
 async def _by_idempotency_key(session: AsyncSession, organisation_id: int, key: str) -> LicenceContract | None:
-    return await session.scalar(
-        select(LicenceContract).where(
+    # The id alone first: this runs on every acceptance and almost never finds anything.
+    contract_id = await session.scalar(
+        select(LicenceContract.id).where(
             LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.idempotency_key == key
         )
     )
+    return None if contract_id is None else await session.get(LicenceContract, contract_id)
 
 
 async def live_contract(session: AsyncSession, organisation_id: int, offer_id: int) -> LicenceContract | None:
-    return await session.scalar(
-        select(LicenceContract).where(
+    contract_id = await session.scalar(
+        select(LicenceContract.id).where(
             LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.live_offer_id == offer_id
         )
     )
+    return None if contract_id is None else await session.get(LicenceContract, contract_id)
 
 
 async def _next_sequence(session: AsyncSession, year: int) -> int:
