@@ -38,8 +38,7 @@ from marketplace.accounts.rules import (
     password_error,
     uscc_error,
 )
-from marketplace.audit.models import AuditRecord
-from marketplace.audit.services import apply_transition, record
+from marketplace.audit.services import AuditLine, apply_transition, record, trail
 from marketplace.clock import BUSINESS_TZ, now_utc
 from marketplace.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from marketplace.outbox.services import queue_email
@@ -753,17 +752,20 @@ async def _notify_admins(
         f"“{organisation.name}”（统一社会信用代码 {organisation.uscc}）{outcome}\n\n"
         f"查看机构信息：{_link(settings, '/account/organisation')}"
     )
-    admins = await session.scalars(
-        select(User).where(
-            User.organisation_id == organisation.id, User.role == Role.ORG_ADMIN, User.is_active.is_(True)
-        )
-    )
-    for admin in admins:
+    for admin in await organisation_admins(session, organisation.id):
         await queue_email(
             session, to=admin.email, subject=subject, body=body,
             dedupe_key=f"organisation:{organisation.id}:{organisation.verification_status.value}:"
             f"{decided.isoformat()}:{admin.id}",
         )
+
+
+async def organisation_admins(session: AsyncSession, organisation_id: int) -> list[User]:
+    """The organisation's active admins, who receive its notices."""
+    query = select(User).where(
+        User.organisation_id == organisation_id, User.role == Role.ORG_ADMIN, User.is_active.is_(True)
+    )
+    return list(await session.scalars(query.order_by(User.id)))
 
 
 async def verify_enterprise(
@@ -793,34 +795,5 @@ async def reject_enterprise(
     )
 
 
-@dataclass(frozen=True)
-class AuditLine:
-    occurred_at: datetime
-    action: str
-    from_state: VerificationStatus | None
-    to_state: VerificationStatus | None
-    reason: str | None
-    actor_name: str
-    via: str
-
-
 async def organisation_audit(session: AsyncSession, organisation_id: int) -> list[AuditLine]:
-    rows = await session.execute(
-        select(AuditRecord, User.display_name)
-        .outerjoin(User, User.id == AuditRecord.actor_user_id)
-        .where(AuditRecord.entity_type == ORGANISATION, AuditRecord.entity_id == organisation_id)
-        .order_by(AuditRecord.occurred_at, AuditRecord.id)
-    )
-    states = VerificationStatus._value2member_map_
-    return [
-        AuditLine(
-            occurred_at=entry.occurred_at,
-            action=entry.action,
-            from_state=states.get(entry.from_state or ""),  # type: ignore[arg-type]
-            to_state=states.get(entry.to_state or ""),  # type: ignore[arg-type]
-            reason=entry.reason,
-            actor_name=name or "系统",
-            via=entry.via,
-        )
-        for entry, name in rows
-    ]
+    return await trail(session, ORGANISATION, organisation_id, VerificationStatus)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marketplace.accounts.models import Organisation, User
 from marketplace.accounts.rules import Principal
 from marketplace.audit.models import AuditRecord
 from marketplace.clock import now_utc
@@ -74,6 +78,45 @@ async def apply_transition(
         reason=reason,
         details=details,
     )
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """One audit record as a page shows it: states as enum members (for their labels)."""
+
+    occurred_at: datetime
+    action: str
+    from_state: Any
+    to_state: Any
+    reason: str | None
+    actor_name: str
+    actor_organisation: str | None
+    via: str
+
+
+async def trail(session: AsyncSession, entity_type: str, entity_id: int, states: type[enum.Enum]) -> list[AuditLine]:
+    """An entity's audit records, oldest first, with who acted."""
+    rows = await session.execute(
+        select(AuditRecord, User.display_name, Organisation.name)
+        .outerjoin(User, User.id == AuditRecord.actor_user_id)
+        .outerjoin(Organisation, Organisation.id == AuditRecord.actor_organisation_id)
+        .where(AuditRecord.entity_type == entity_type, AuditRecord.entity_id == entity_id)
+        .order_by(AuditRecord.occurred_at, AuditRecord.id)
+    )
+    members = states._value2member_map_
+    return [
+        AuditLine(
+            occurred_at=entry.occurred_at,
+            action=entry.action,
+            from_state=members.get(entry.from_state or ""),
+            to_state=members.get(entry.to_state or ""),
+            reason=entry.reason,
+            actor_name=name or "系统",
+            actor_organisation=organisation,
+            via=entry.via,
+        )
+        for entry, name, organisation in rows
+    ]
 
 
 def _label(state: enum.Enum) -> str:

@@ -17,7 +17,7 @@ from marketplace.accounts.models import Organisation, VerificationStatus
 from marketplace.clock import today
 from marketplace.errors import ValidationFailed
 from marketplace.licensing import documents, rules, schemas, services
-from marketplace.licensing.models import ContractStatus, EndReason, LicenceContract
+from marketplace.licensing.models import ContractStatus, EndReason
 from marketplace.offers import services as offer_services
 from marketplace.offers.models import OfferStatus
 from marketplace.web.auth import current, require_login, require_platform_admin
@@ -54,6 +54,30 @@ def _pdf(content: bytes, filename: str) -> Response[bytes]:
 
 def _html(document: str) -> Response[str]:
     return Response(document, media_type="text/html; charset=utf-8")
+
+
+async def _notice_html(request: Request, db_session: AsyncSession, contract_id: int) -> Response[str]:
+    """The written notice exactly as stored (its SHA-256 is recorded with it)."""
+    contract = await services.get_for_party(db_session, current(request), contract_id)
+    return _html((await services.notice_of(db_session, contract)).document_html)
+
+
+async def _notice_pdf(request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
+    contract = await services.get_for_party(db_session, current(request), contract_id)
+    notice = await services.notice_of(db_session, contract)
+    return _pdf(await documents.to_pdf(notice.document_html), f"notice-{contract.number}.pdf")
+
+
+async def _contract_document(request: Request, db_session: AsyncSession, contract_id: int) -> tuple[str, str]:
+    """The contract's printable HTML and its number."""
+    contract = await services.get_for_party(db_session, current(request), contract_id)
+    notice = await services.notice_of(db_session, contract)
+    return services.contract_document(contract, notice), contract.number
+
+
+async def _contract_pdf(request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
+    document, number = await _contract_document(request, db_session, contract_id)
+    return _pdf(await documents.to_pdf(document), f"{number}.pdf")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,9 +188,6 @@ class ContractController(Controller):
             context["summary"] = await services.licensor_summary(db_session, current(request))
         return Template("licensing/list.html.j2", context=context)
 
-    async def _contract(self, request: Request, db_session: AsyncSession, contract_id: int) -> LicenceContract:
-        return await services.get_for_party(db_session, current(request), contract_id)
-
     @get("/{contract_id:int}")
     async def detail(self, request: Request, db_session: AsyncSession, contract_id: int) -> Template:
         return await self._detail(request, db_session, contract_id)
@@ -180,7 +201,7 @@ class ContractController(Controller):
         form: dict[str, Any] | None = None,
     ) -> Template:
         me = current(request)
-        contract = await self._contract(request, db_session, contract_id)
+        contract = await services.get_for_party(db_session, current(request), contract_id)
         notice = await services.notice_of(db_session, contract)
         side = services.side_of(me, contract)
         actions = rules.contract_actions(
@@ -198,7 +219,6 @@ class ContractController(Controller):
             "can_act": me.is_org_admin,
             "trail": await services.audit_trail(db_session, contract.id),
             "audit_actions": AUDIT_ACTIONS,
-            "state_labels": {s.value: s.label for s in ContractStatus},
             "held": contract.licensee.verification_status is not VerificationStatus.VERIFIED,
             "form": form or {"end_date": today().isoformat(), "reason": ""},
             "errors": {},
@@ -209,26 +229,19 @@ class ContractController(Controller):
 
     @get("/{contract_id:int}/notice")
     async def notice_html(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[str]:
-        contract = await self._contract(request, db_session, contract_id)
-        return _html((await services.notice_of(db_session, contract)).document_html)
+        return await _notice_html(request, db_session, contract_id)
 
     @get("/{contract_id:int}/notice.pdf")
     async def notice_pdf(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
-        contract = await self._contract(request, db_session, contract_id)
-        notice = await services.notice_of(db_session, contract)
-        return _pdf(await documents.to_pdf(notice.document_html), f"notice-{contract.number}.pdf")
+        return await _notice_pdf(request, db_session, contract_id)
 
     @get("/{contract_id:int}/contract")
     async def contract_html(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[str]:
-        contract = await self._contract(request, db_session, contract_id)
-        notice = await services.notice_of(db_session, contract)
-        return _html(services.contract_document(contract, notice))
+        return _html((await _contract_document(request, db_session, contract_id))[0])
 
     @get("/{contract_id:int}/contract.pdf")
     async def contract_pdf(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
-        contract = await self._contract(request, db_session, contract_id)
-        notice = await services.notice_of(db_session, contract)
-        return _pdf(await documents.to_pdf(services.contract_document(contract, notice)), f"{contract.number}.pdf")
+        return await _contract_pdf(request, db_session, contract_id)
 
     @post("/{contract_id:int}/termination")
     async def request_termination(
@@ -349,20 +362,15 @@ class ContractApiController(Controller):
     @get("/{contract_id:int}/notice.html")
     async def notice_html(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[str]:
         """The written notice exactly as stored; its SHA-256 is ``notice.sha256``."""
-        contract = await services.get_for_party(db_session, current(request), contract_id)
-        return _html((await services.notice_of(db_session, contract)).document_html)
+        return await _notice_html(request, db_session, contract_id)
 
     @get("/{contract_id:int}/notice.pdf")
     async def notice_pdf(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
-        contract = await services.get_for_party(db_session, current(request), contract_id)
-        notice = await services.notice_of(db_session, contract)
-        return _pdf(await documents.to_pdf(notice.document_html), f"notice-{contract.number}.pdf")
+        return await _notice_pdf(request, db_session, contract_id)
 
     @get("/{contract_id:int}/contract.pdf")
     async def contract_pdf(self, request: Request, db_session: AsyncSession, contract_id: int) -> Response[bytes]:
-        contract = await services.get_for_party(db_session, current(request), contract_id)
-        notice = await services.notice_of(db_session, contract)
-        return _pdf(await documents.to_pdf(services.contract_document(contract, notice)), f"{contract.number}.pdf")
+        return await _contract_pdf(request, db_session, contract_id)
 
     @post("/{contract_id:int}/termination", status_code=200)
     async def request_termination(

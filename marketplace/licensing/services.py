@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marketplace.accounts.models import Organisation, Role, User, VerificationStatus
+from marketplace.accounts.models import Organisation, User, VerificationStatus
 from marketplace.accounts.rules import Principal, division_name
-from marketplace.audit.models import AuditRecord
-from marketplace.audit.services import apply_transition, record
+from marketplace.accounts.services import organisation_admins
+from marketplace.audit.services import AuditLine, apply_transition, record, trail
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, DomainError, FieldError, Forbidden, NotFound, ValidationFailed
 from marketplace.licensing import documents, rules
@@ -317,18 +317,8 @@ async def _create(
     return contract
 
 
-async def _admin_emails(session: AsyncSession, organisation_id: int) -> list[str]:
-    return list(
-        await session.scalars(
-            select(User.email)
-            .where(User.organisation_id == organisation_id, User.role == Role.ORG_ADMIN, User.is_active.is_(True))
-            .order_by(User.id)
-        )
-    )
-
-
 async def _party_emails(session: AsyncSession, organisation: Organisation) -> list[str]:
-    emails = await _admin_emails(session, organisation.id)
+    emails = [user.email for user in await organisation_admins(session, organisation.id)]
     if organisation.contact_email and organisation.contact_email.lower() not in emails:
         emails.append(organisation.contact_email.lower())
     return emails
@@ -420,19 +410,19 @@ def parse_filters(
     patent_id: int | None = None,
     text: str | None = None,
 ) -> ContractFilters:
-    errors = []
+    errors: list[FieldError] = []
     if side not in (None, "", *SIDES):
-        errors.append(("side", "未知的合同方"))
+        errors.append(FieldError("side", "未知的合同方"))
     parsed_status = None
     if status:
         try:
             parsed_status = ContractStatus(status)
         except ValueError:
-            errors.append(("status", "未知的合同状态"))
+            errors.append(FieldError("status", "未知的合同状态"))
     if verified not in (None, "", "yes", "no"):
-        errors.append(("verified", "核验筛选应为 yes 或 no"))
+        errors.append(FieldError("verified", "核验筛选应为 yes 或 no"))
     if errors:
-        raise ValidationFailed([FieldError(field, message) for field, message in errors])
+        raise ValidationFailed(errors)
     return ContractFilters(
         side=side or "all",
         status=parsed_status,
@@ -515,35 +505,8 @@ async def next_obligations(session: AsyncSession, contract_ids: list[int]) -> di
     return result
 
 
-@dataclass(frozen=True)
-class AuditLine:
-    occurred_at: Any
-    action: str
-    from_state: str | None
-    to_state: str | None
-    reason: str | None
-    actor: str
-
-
 async def audit_trail(session: AsyncSession, contract_id: int) -> list[AuditLine]:
-    rows = await session.execute(
-        select(AuditRecord, User.display_name, Organisation.name)
-        .outerjoin(User, User.id == AuditRecord.actor_user_id)
-        .outerjoin(Organisation, Organisation.id == AuditRecord.actor_organisation_id)
-        .where(AuditRecord.entity_type == ENTITY, AuditRecord.entity_id == contract_id)
-        .order_by(AuditRecord.id)
-    )
-    return [
-        AuditLine(
-            entry.occurred_at,
-            entry.action,
-            entry.from_state,
-            entry.to_state,
-            entry.reason,
-            f"{name}（{organisation}）" if name else "系统",
-        )
-        for entry, name, organisation in rows
-    ]
+    return await trail(session, ENTITY, contract_id, ContractStatus)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,6 +620,12 @@ def _party_side(actor: Principal, contract: LicenceContract) -> str:
     return side
 
 
+def _other_party(actor: Principal, contract: LicenceContract) -> int:
+    if actor.organisation_id == contract.licensee_organisation_id:
+        return contract.licensor_organisation_id
+    return contract.licensee_organisation_id
+
+
 def _require_live(contract: LicenceContract) -> None:
     if contract.status not in rules.LIVE_STATUSES:
         raise Conflict("合同已终止", code="contract_ended")
@@ -688,24 +657,17 @@ async def request_termination(
         reason=request.reason,
         details={"end_date": request.end_date.isoformat()},
     )
-    other = (
-        contract.licensor_organisation_id
-        if actor.organisation_id == contract.licensee_organisation_id
-        else contract.licensee_organisation_id
+    await _email_parties(
+        session,
+        contract,
+        subject=f"合同 {contract.number} 的解除申请待您确认",
+        body=(
+            f"{actor.organisation_name} 申请于 {request.end_date} 协商解除许可合同 {contract.number}。\n"
+            f"原因：{request.reason}\n请登录平台确认或拒绝：/contracts/{contract.id}\n"
+        ),
+        event=f"termination:{contract.termination_requested_at.isoformat()}",
+        only_organisation_id=_other_party(actor, contract),
     )
-    organisation = await session.get(Organisation, other)
-    assert organisation is not None
-    for email in await _party_emails(session, organisation):
-        await queue_email(
-            session,
-            to=email,
-            subject=f"合同 {contract.number} 的解除申请待您确认",
-            body=(
-                f"{actor.organisation_name} 申请于 {request.end_date} 协商解除许可合同 {contract.number}。\n"
-                f"原因：{request.reason}\n请登录平台确认或拒绝：/contracts/{contract.id}\n"
-            ),
-            dedupe_key=f"contract:{contract.id}:termination:{contract.termination_requested_at.isoformat()}:{email}",
-        )
     return contract
 
 
@@ -767,11 +729,9 @@ async def _email_parties(
     event: str,
     only_organisation_id: int | None = None,
 ) -> None:
-    for organisation_id in (contract.licensor_organisation_id, contract.licensee_organisation_id):
-        if only_organisation_id is not None and organisation_id != only_organisation_id:
+    for organisation in (contract.licensor, contract.licensee):
+        if only_organisation_id is not None and organisation.id != only_organisation_id:
             continue
-        organisation = await session.get(Organisation, organisation_id)
-        assert organisation is not None
         for email in await _party_emails(session, organisation):
             key = f"contract:{contract.id}:{event}:{email}"
             await queue_email(session, to=email, subject=subject, body=body, dedupe_key=key)
@@ -795,11 +755,6 @@ async def cancel_termination(session: AsyncSession, *, actor: Principal, contrac
         to_state=contract.status.value,
         details={"side": side},
     )
-    other = (
-        contract.licensee_organisation_id
-        if actor.organisation_id == contract.licensor_organisation_id
-        else contract.licensor_organisation_id
-    )
     what = "撤回" if withdrawn else "拒绝"
     await _email_parties(
         session,
@@ -808,7 +763,7 @@ async def cancel_termination(session: AsyncSession, *, actor: Principal, contrac
         body=f"{actor.organisation_name} {what}了许可合同 {contract.number} 的解除申请，合同继续履行。\n"
         f"合同详情：/contracts/{contract.id}\n",
         event=f"termination-{what}:{contract.termination_requested_at.isoformat()}",
-        only_organisation_id=other,
+        only_organisation_id=_other_party(actor, contract),
     )
     _clear_request(contract)
     return contract

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.models import Role, User
 from marketplace.accounts.rules import Principal
-from marketplace.audit.models import AuditRecord
-from marketplace.audit.services import apply_transition, record
+from marketplace.audit.services import AuditLine, apply_transition, record, trail
 from marketplace.catalogue.services import remove_entry, upsert_entry
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, FieldError, Forbidden, InvalidTransition, NotFound, ValidationFailed
@@ -200,36 +199,8 @@ async def series_versions(session: AsyncSession, offer: OpenLicenceOffer) -> lis
     return list(await session.scalars(query.order_by(OpenLicenceOffer.version)))
 
 
-@dataclass(frozen=True)
-class AuditLine:
-    occurred_at: datetime
-    action: str
-    from_state: OfferStatus | None
-    to_state: OfferStatus | None
-    reason: str | None
-    actor_name: str
-    via: str
-
-
 async def audit_trail(session: AsyncSession, offer_id: int) -> list[AuditLine]:
-    rows = await session.execute(
-        select(AuditRecord, User.display_name)
-        .outerjoin(User, User.id == AuditRecord.actor_user_id)
-        .where(AuditRecord.entity_type == ENTITY, AuditRecord.entity_id == offer_id)
-        .order_by(AuditRecord.occurred_at, AuditRecord.id)
-    )
-    return [
-        AuditLine(
-            occurred_at=entry.occurred_at,
-            action=entry.action,
-            from_state=OfferStatus(entry.from_state) if entry.from_state else None,
-            to_state=OfferStatus(entry.to_state) if entry.to_state else None,
-            reason=entry.reason,
-            actor_name=name or "系统",
-            via=entry.via,
-        )
-        for entry, name in rows
-    ]
+    return await trail(session, ENTITY, offer_id, OfferStatus)
 
 
 async def own_patents(session: AsyncSession, organisation_id: int) -> list[Patent]:
