@@ -65,9 +65,14 @@ def _configure_sqlite(engine: AsyncEngine, explicit_transactions: bool) -> None:
     if not explicit_transactions:
         return
 
+    # IMMEDIATE takes the write lock up front. A deferred transaction that read first and then
+    # writes fails at once with "database is locked" when another connection (the outbox worker,
+    # the session store) committed in between — busy_timeout cannot help it — whereas waiting for
+    # the lock at BEGIN honours busy_timeout. The price: on SQLite, transactions run one at a time
+    # (statements outside a transaction still read concurrently under WAL).
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(settings: Settings, *, explicit_transactions: bool = True) -> AsyncEngine:

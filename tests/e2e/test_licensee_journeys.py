@@ -48,6 +48,8 @@ async def test_a_new_enterprise_signs_up_and_takes_a_pay_after_use_licence(page,
     # Sign up.
     await page.goto("/signup")
     await page.get_by_label(labelled("所在地行政区划代码")).fill("320505")
+    # The lookup answers before the form is sent, as a person sees the name appear before going on.
+    await expect(page.locator("#division-name")).to_have_text("320505 · 江苏省苏州市虎丘区")
     await fill_sign_up(page, name=company, email=email)
     await page.get_by_role("button", name="注册", exact=True).click()
     await expect(page.locator("h1")).to_have_text("注册成功")
