@@ -69,10 +69,24 @@ class Settings:
     mail_from: str = "noreply@marketplace.local"
     #: Where people reach the site (scheme, host, port; no trailing slash); emailed links start with it.
     public_base_url: str = "http://127.0.0.1:8000"
+    #: Stripe secret key (sk_…); empty disables card payments.
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    #: Where the Stripe API and Stripe.js are served from (tests point these at localstripe).
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+    #: Signing secret (whsec_…) of the webhook endpoint that receives Stripe's events.
+    stripe_webhook_secret: str = ""
+    stripe_payment_method_types: tuple[str, ...] = ("card",)
+    stripe_timeout_seconds: float = 10.0
 
     @property
     def upload_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
 
     @property
     def is_sqlite(self) -> bool:
@@ -123,4 +137,11 @@ def load_settings() -> Settings:
         smtp_port=_env_int("SMTP_PORT", 25),
         mail_from=_env("MAIL_FROM", "noreply@marketplace.local"),
         public_base_url=_env("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
+        stripe_secret_key=_env("STRIPE_SECRET_KEY", ""),
+        stripe_publishable_key=_env("STRIPE_PUBLISHABLE_KEY", ""),
+        stripe_api_base=_env("STRIPE_API_BASE", "https://api.stripe.com").rstrip("/"),
+        stripe_js_url=_env("STRIPE_JS_URL", "https://js.stripe.com/v3/"),
+        stripe_webhook_secret=_env("STRIPE_WEBHOOK_SECRET", ""),
+        stripe_payment_method_types=_env_list("STRIPE_PAYMENT_METHOD_TYPES", ("card",)),
+        stripe_timeout_seconds=float(_env("STRIPE_TIMEOUT_SECONDS", "10")),
     )

@@ -54,6 +54,8 @@ os.environ["DATA_DIR"] = str(_TMP / "data")
 os.environ["SECRET_KEY"] = "test-secret-key-not-for-production"
 os.environ["RUN_WORKER_IN_PROCESS"] = "0"
 os.environ.pop("SMTP_HOST", None)
+for _name in [name for name in os.environ if name.startswith("STRIPE_")]:
+    os.environ.pop(_name)  # card payments are off unless a test uses the `localstripe` fixture's settings
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -87,6 +89,18 @@ def settings(migrated_database: str):
     from marketplace.settings import load_settings
 
     return load_settings()
+
+
+@pytest.fixture(scope="session")
+def localstripe(settings) -> Iterator:
+    """localstripe behind the fault-injecting proxy of ``tests/stripe_harness.py``, started on first use.
+
+    ``localstripe.settings`` are the test settings pointed at it: Stripe enabled, test keys, webhook secret.
+    """
+    from tests.stripe_harness import LocalStripe
+
+    with LocalStripe(settings) as harness:
+        yield harness
 
 
 @pytest.fixture(scope="session")
