@@ -17,8 +17,10 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
+import marketplace.billing.sweep  # noqa: F401  (registers the billing sweep with the worker)
 from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession
+from marketplace.billing.controllers import ROUTES as BILLING_ROUTES
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
@@ -46,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         secure=settings.secure_cookies,
         store="sessions",
         # The API authenticates with bearer tokens only; a session per call would be a stored row each.
-        exclude=["^/api/"],
+        exclude=["^/api/", "^/webhooks/"],
     )
 
     @asynccontextmanager
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *PATENT_ROUTES,
             *OFFER_ROUTES,
             *LICENSING_ROUTES,
+            *BILLING_ROUTES,
             *CATALOGUE_ROUTES,
             *FILE_ROUTES,
             *OUTBOX_ROUTES,
@@ -82,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=settings.secure_cookies,
             cookie_samesite="lax",
             header_name="x-csrftoken",
-            exclude=["/api/"],
+            exclude=["/api/", "/webhooks/"],
         ),
         template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -58,6 +58,7 @@ def run(host: str | None, port: int | None) -> None:
 @main.command()
 def worker() -> None:
     """Drain the outbox (emails, exports, provider calls) until interrupted."""
+    import marketplace.billing.sweep  # registers the billing sweep and the Stripe outbox handlers
     import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker
@@ -75,6 +76,58 @@ def worker() -> None:
         await engine.dispose()
 
     asyncio.run(_main())
+
+
+def _with_sessionmaker(work):
+    """Run ``work(sessionmaker, settings)`` against the configured database."""
+    from marketplace.db import make_engine, make_sessionmaker
+
+    settings = load_settings()
+
+    async def _main():
+        engine = make_engine(settings)
+        try:
+            return await work(make_sessionmaker(engine), settings)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(_main())
+
+
+@main.group()
+def payments() -> None:
+    """Payments (Stripe, bank transfer)."""
+
+
+@payments.command("reconcile")
+def payments_reconcile() -> None:
+    """Re-read unfinished Stripe payments and refunds from Stripe and repair their state
+    (for a webhook that never arrived)."""
+    from marketplace.billing.payments import reconcile
+
+    counts = _with_sessionmaker(reconcile)
+    click.echo(f"checked {counts['checked']}, repaired {counts['repaired']}, re-queued {counts['requeued']}")
+
+
+@main.group()
+def billing() -> None:
+    """Invoices and royalty reports."""
+
+
+@billing.command("sweep")
+@click.option("--on", "on", default=None, help="Business date (YYYY-MM-DD); defaults to today in Asia/Shanghai.")
+def billing_sweep(on: str | None) -> None:
+    """Issue due invoices, mark overdue ones, flag defaults and send report reminders, once."""
+    from datetime import date
+
+    from marketplace.billing.sweep import run
+
+    day = date.fromisoformat(on) if on else None
+    result = _with_sessionmaker(lambda sessionmaker, settings: run(sessionmaker, settings, on=day))
+    click.echo(
+        f"invoices {result.invoices} (contracts checked {result.contracts_billed}), overdue {result.overdue}, "
+        f"defaults {result.defaults}, reminders {result.reminders}"
+    )
 
 
 @main.command("create-admin")

@@ -2,6 +2,16 @@
 
 from marketplace.accounts.models import AccountToken, ApiToken, Organisation, User, WebSession
 from marketplace.audit.models import AuditRecord
+from marketplace.billing.models import (
+    DocumentCounter,
+    Invoice,
+    InvoiceLine,
+    LedgerEntry,
+    Payment,
+    Refund,
+    RoyaltyReport,
+    StripeEvent,
+)
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.db import metadata
 from marketplace.files.models import StoredFile
@@ -21,14 +31,22 @@ __all__ = [
     "AuditRecord",
     "CatalogueEntry",
     "ContractNumberCounter",
+    "DocumentCounter",
+    "Invoice",
+    "InvoiceLine",
+    "LedgerEntry",
     "LicenceContract",
     "MailMessage",
     "OpenLicenceOffer",
     "Organisation",
     "OutboxMessage",
     "Patent",
+    "Payment",
     "PaymentObligation",
+    "Refund",
+    "RoyaltyReport",
     "StoredFile",
+    "StripeEvent",
     "User",
     "WebSession",
     "WrittenNotice",

@@ -79,6 +79,14 @@ class Settings:
     stripe_webhook_secret: str = ""
     stripe_payment_method_types: tuple[str, ...] = ("card",)
     stripe_timeout_seconds: float = 10.0
+    #: Fixed payments are invoiced this many days before they fall due.
+    invoice_issue_ahead_days: int = 30
+    #: Days to pay an invoice raised from a royalty report or a true-up.
+    invoice_due_days: int = 15
+    #: Days after a royalty period ends within which the licensee reports it.
+    royalty_report_days: int = 30
+    #: An invoice overdue this many days puts the contract in default (违约).
+    default_after_days: int = 60
 
     @property
     def upload_dir(self) -> Path:
@@ -144,4 +152,8 @@ def load_settings() -> Settings:
         stripe_webhook_secret=_env("STRIPE_WEBHOOK_SECRET", ""),
         stripe_payment_method_types=_env_list("STRIPE_PAYMENT_METHOD_TYPES", ("card",)),
         stripe_timeout_seconds=float(_env("STRIPE_TIMEOUT_SECONDS", "10")),
+        invoice_issue_ahead_days=_env_int("INVOICE_ISSUE_AHEAD_DAYS", 30),
+        invoice_due_days=_env_int("INVOICE_DUE_DAYS", 15),
+        royalty_report_days=_env_int("ROYALTY_REPORT_DAYS", 30),
+        default_after_days=_env_int("DEFAULT_AFTER_DAYS", 60),
     )

@@ -17,12 +17,16 @@ from stdnum.cn import uscc as stdnum_uscc
 from marketplace.accounts.models import EnterpriseSize, Organisation, OrganisationKind, Role, User, VerificationStatus
 from marketplace.accounts.rules import Principal
 from marketplace.accounts.services import create_organisation, create_user, ensure_platform_organisation, principal_for
+from marketplace.billing import payments
+from marketplace.billing import services as billing
 from marketplace.clock import today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.demo.inventory import patent_row, to_csv
 from marketplace.licensing import services as licensing
+from marketplace.licensing.models import LicenceContract
 from marketplace.offers import services as offers
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
+from marketplace.offers.rules import add_months
 from marketplace.patents.models import LegalStatus, Patent, PatentType, UploadMode
 from marketplace.patents.services import import_inventory
 from marketplace.settings import Settings
@@ -197,6 +201,33 @@ async def _take_licences(session, licensees: list[Principal], rng: random.Random
         )
 
 
+async def _billing(session, licensee: Principal, settings: Settings) -> None:
+    """Money in motion: the royalty licence was taken four months ago and its first quarter is
+    reported (and invoiced); the lump sum is invoiced and a bank transfer for it awaits the
+    university's confirmation; every other fixed fee due soon is invoiced."""
+    contracts = {
+        c.payment_mode: c
+        for c in await session.scalars(
+            select(LicenceContract).where(LicenceContract.licensee_organisation_id == licensee.organisation_id)
+        )
+    }
+    royalty = contracts[PaymentMode.ROYALTY.value]
+    await licensing.move_start(session, royalty, add_months(today(), -4))
+    for contract in contracts.values():
+        await billing.bill_contract(session, contract, settings)
+    report = billing.ReportInput(
+        obligation_key="royalty:1:1", client_report_id="demo-report-q1", nil_report=False,
+        base_amount=234_567_800, breakdown=[{"label": "储能模组", "amount": 234_567_800}], note=None,
+    )  # fmt: skip
+    await billing.submit_report(session, licensee, royalty.id, report, settings)
+    [invoice] = await billing.list_invoices(session, licensee, contract_id=contracts[PaymentMode.LUMP_SUM.value].id)
+    transfer = payments.TransferInput(
+        amount_fen=invoice.total_fen, payer_name=LICENSEE.name, payer_account="6222020200112233",
+        remitted_on=today(), reference="HX" + today().strftime("%Y%m%d") + "0001", idempotency_key="demo-transfer-1",
+    )  # fmt: skip
+    await payments.declare_transfer(session, licensee, invoice.id, transfer)
+
+
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
     """Load the demo once. Returns the printable logins, or None if the demo was already there."""
     rng = random.Random(seed)
@@ -256,6 +287,7 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
                 status = "" if enterprise.verification_status is VerificationStatus.VERIFIED else "（待核验）"
                 logins += [f"{line} · {enterprise.name}{status}" for line in enterprise_logins]
             await _take_licences(session, licensees, rng)
+            await _billing(session, licensees[0], settings)
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))

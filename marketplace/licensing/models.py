@@ -49,12 +49,17 @@ class ObligationKind(enum.StrEnum):
     INSTALMENT = "instalment"
     ENTRY_FEE = "entry_fee"
     ROYALTY = "royalty"
+    TRUE_UP = "true_up"
 
     @property
     def label(self) -> str:
-        return {"lump_sum": "一次总付", "instalment": "分期付款", "entry_fee": "入门费", "royalty": "提成"}[
-            self.value
-        ]
+        return {
+            "lump_sum": "一次总付",
+            "instalment": "分期付款",
+            "entry_fee": "入门费",
+            "royalty": "提成",
+            "true_up": "最低使用费补足",
+        }[self.value]
 
 
 class LicenceContract(Base):
@@ -107,6 +112,10 @@ class LicenceContract(Base):
     termination_requested_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
     termination_end_date: Mapped[date | None] = mapped_column()
     termination_reason: Mapped[str | None] = mapped_column(Text)
+    #: Pay-after-use until first revenue: the day the licensee reported its first revenue.
+    first_revenue_on: Mapped[date | None] = mapped_column()
+    #: Set while a payment is overdue beyond the default threshold (违约); cleared by payment.
+    in_default_since: Mapped[date | None] = mapped_column()
 
     offer: Mapped[OpenLicenceOffer] = relationship(lazy="joined")
     patent: Mapped[Patent] = relationship(lazy="joined")
@@ -144,7 +153,11 @@ class PaymentObligation(Base):
     """
 
     __tablename__ = "payment_obligations"
-    __table_args__ = (UniqueConstraint("contract_id", "sequence", name="uq_obligation_contract_sequence"),)
+    __table_args__ = (
+        UniqueConstraint("contract_id", "sequence", name="uq_obligation_contract_sequence"),
+        UniqueConstraint("contract_id", "key", name="uq_obligation_contract_key"),
+        Index("ix_obligations_unbilled_due", "billed_at", "due_date"),
+    )
 
     contract_id: Mapped[int] = mapped_column(ForeignKey("licence_contracts.id", ondelete="CASCADE"))
     sequence: Mapped[int] = mapped_column()
@@ -155,6 +168,12 @@ class PaymentObligation(Base):
     period_start: Mapped[date | None] = mapped_column()
     period_end: Mapped[date | None] = mapped_column()
     after_first_revenue: Mapped[bool] = mapped_column(default=False)
+    #: Stable name of the plan item (``lump_sum``, ``instalment:2``, ``royalty:1:3``, ``true_up:1`` …).
+    key: Mapped[str] = mapped_column(String(40))
+    contract_year: Mapped[int | None] = mapped_column()
+    months: Mapped[int | None] = mapped_column()
+    #: When the billing sweep invoiced this item (fixed amounts, true-ups); royalties are billed on report.
+    billed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
 
     contract: Mapped[LicenceContract] = relationship(back_populates="obligations", lazy="noload")
 

@@ -11,24 +11,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from marketplace.billing.rules import PlanItem, payment_plan
 from marketplace.errors import FieldError, ValidationFailed
-from marketplace.licensing.models import ContractStatus, EndReason, ObligationKind
-from marketplace.offers.rules import (
-    Deferral,
-    EntryFeeRoyaltyTerms,
-    FeeTerms,
-    FreeTerms,
-    InstalmentTerms,
-    LumpSumTerms,
-    PayAfterUseTerms,
-    RoyaltyTerms,
-    add_months,
-    instalment_amounts,
-    instalment_due,
-    licence_end,
-    period_name,
-    royalty_periods,
-)
+from marketplace.licensing.models import ContractStatus, EndReason
+from marketplace.offers.rules import FeeTerms, FreeTerms, PayAfterUseTerms, licence_end
 from marketplace.patents.models import LegalStatus
 
 CONTRACT_NUMBER_PREFIX = "OL"
@@ -146,101 +132,20 @@ def initial_status(terms: FeeTerms) -> ContractStatus:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Obligation:
-    """A payment the terms call for. Royalties have no amount until the licensee reports the base;
-    ``after_first_revenue`` obligations have no date until the first revenue is reported."""
-
-    kind: ObligationKind
-    description: str
-    amount_fen: int | None = None
-    due_date: date | None = None
-    period_start: date | None = None
-    period_end: date | None = None
-    after_first_revenue: bool = False
+#: A payment obligation stored with the contract is a billing plan item.
+Obligation = PlanItem
 
 
-def obligations(terms: FeeTerms, *, start: date, end: date, term_months: int) -> list[Obligation]:
-    """Every payment obligation of a licence that runs from ``start`` to ``end`` (inclusive).
+def obligations(
+    terms: FeeTerms, *, start: date, end: date, term_months: int, first_revenue_on: date | None = None
+) -> list[Obligation]:
+    """Every payment obligation of a licence that runs from ``start`` to ``end`` (inclusive): the
+    billing payment plan, stored with the contract (see :func:`marketplace.billing.rules.payment_plan`).
 
     ``term_months`` is the offer's term; ``end`` may be earlier when the patent expires first, in
     which case royalty periods stop at ``end`` and fixed payments fall due no later than ``end``.
     """
-    if isinstance(terms, PayAfterUseTerms):
-        if terms.deferral is Deferral.MONTHS:
-            months = terms.deferral_months or 0
-            lines = _obligations(terms.then, start, term_months - months, skip=months)
-        else:
-            lines = [_undated(line) for line in _obligations(terms.then, start, term_months)]
-            return _collapse_undated_royalties(lines)
-    else:
-        lines = _obligations(terms, start, term_months)
-    return [_clip(line, end) for line in lines if line.period_start is None or line.period_start <= end]
-
-
-def _obligations(terms: FeeTerms, start: date, term_months: int, skip: int = 0) -> list[Obligation]:
-    """Obligations of ``terms`` over ``term_months`` beginning ``skip`` months after ``start``
-    (a pay-after-use deferral); months count from ``start`` so a month-end start keeps its day."""
-    begin = add_months(start, skip)
-    if isinstance(terms, FreeTerms):
-        return []
-    if isinstance(terms, LumpSumTerms):
-        due = begin + timedelta(days=terms.due_days)
-        return [Obligation(ObligationKind.LUMP_SUM, "许可使用费（一次总付）", terms.amount_fen, due)]
-    if isinstance(terms, InstalmentTerms):
-        return [
-            Obligation(
-                ObligationKind.INSTALMENT,
-                f"第{k + 1}期许可使用费（共{terms.count}期）",
-                amount,
-                instalment_due(terms, k, start, skip),
-            )
-            for k, amount in enumerate(instalment_amounts(terms.total_fen, terms.count))
-        ]
-    if isinstance(terms, RoyaltyTerms):
-        return _royalty_obligations(terms, start, term_months, skip)
-    if isinstance(terms, EntryFeeRoyaltyTerms):
-        entry_due = begin + timedelta(days=terms.entry_due_days)
-        entry = Obligation(ObligationKind.ENTRY_FEE, "入门费", terms.entry_fee_fen, entry_due)
-        return [entry, *_royalty_obligations(terms.royalty, start, term_months, skip)]
-    raise TypeError(f"unexpected terms {terms!r}")
-
-
-def _royalty_obligations(terms: RoyaltyTerms, start: date, term_months: int, skip: int) -> list[Obligation]:
-    return [
-        Obligation(
-            ObligationKind.ROYALTY,
-            f"第{period.year}合同年度{period_name(terms.reporting_period, period.index_in_year)}提成"
-            f"（按报告的{terms.base.label}计算）",
-            None,
-            period.end,
-            period.start,
-            period.end,
-        )
-        for period in royalty_periods(terms.reporting_period, start, term_months, skip)
-    ]
-
-
-def _undated(line: Obligation) -> Obligation:
-    return Obligation(line.kind, line.description, line.amount_fen, after_first_revenue=True)
-
-
-def _collapse_undated_royalties(lines: list[Obligation]) -> list[Obligation]:
-    """Until the first revenue the royalty periods are unknown: one line stands for all of them."""
-    fixed = [line for line in lines if line.kind is not ObligationKind.ROYALTY]
-    if len(fixed) < len(lines):
-        fixed.append(
-            Obligation(ObligationKind.ROYALTY, "取得首笔收入后，按报告期报告并支付提成", after_first_revenue=True)
-        )
-    return fixed
-
-
-def _clip(line: Obligation, end: date) -> Obligation:
-    due = min(line.due_date, end) if line.due_date else None
-    period_end = min(line.period_end, end) if line.period_end else None
-    return Obligation(
-        line.kind, line.description, line.amount_fen, due, line.period_start, period_end, line.after_first_revenue
-    )
+    return payment_plan(terms, start=start, end=end, term_months=term_months, first_revenue_on=first_revenue_on)
 
 
 # ---------------------------------------------------------------------------------------------

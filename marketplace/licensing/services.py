@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,11 +35,13 @@ from marketplace.licensing.models import (
 )
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
-from marketplace.outbox.services import add_email, periodic, queue_email
+from marketplace.outbox.services import add_email, add_side_effect, periodic, queue_email
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import LegalStatus, Patent
 
 ENTITY = "licence_contract"
+#: Outbox kind handled by billing: invoice whatever a new contract already owes.
+BILL_CONTRACT = "billing.bill_contract"
 
 
 class EmailUnconfirmed(DomainError):
@@ -249,7 +251,7 @@ async def _create(
         signed_on=signed_on,
         notified_at=notified_at,
     )
-    licensor_emails = await _party_emails(session, offer.licensor)
+    licensor_emails = await party_emails(session, offer.licensor)
     user_email = await session.scalar(select(User.email).where(User.id == actor.user_id))
 
     # From here to commit the year's counter row stays locked and acceptances queue behind it, so
@@ -277,19 +279,7 @@ async def _create(
         start_date=start,
         end_date=end,
         activated_at=notified_at if status is ContractStatus.ACTIVE else None,
-        obligations=[
-            PaymentObligation(
-                sequence=number,
-                kind=line.kind,
-                description=line.description,
-                amount_fen=line.amount_fen,
-                due_date=line.due_date,
-                period_start=line.period_start,
-                period_end=line.period_end,
-                after_first_revenue=line.after_first_revenue,
-            )
-            for number, line in enumerate(lines, start=1)
-        ],
+        obligations=[obligation_row(None, number, line) for number, line in enumerate(lines, start=1)],
         notice=WrittenNotice(
             offer_id=offer.id,
             organisation_id=licensee.id,
@@ -314,10 +304,33 @@ async def _create(
     )
     _notify_new_licence(session, contract, licensor_emails, user_email)
     await session.flush()
+    if contract.obligations:
+        # Billing issues what is due already (a lump sum, a first instalment) within seconds.
+        add_side_effect(session, kind=BILL_CONTRACT, payload={"contract_id": contract.id}, key=str(contract.id))
     return contract
 
 
-async def _party_emails(session: AsyncSession, organisation: Organisation) -> list[str]:
+def obligation_row(contract_id: int | None, sequence: int, line: rules.Obligation) -> PaymentObligation:
+    """A plan item as stored on the contract (``contract_id`` None when it goes in with a new contract)."""
+    row = PaymentObligation(
+        sequence=sequence,
+        key=line.key,
+        kind=line.kind,
+        description=line.description,
+        amount_fen=line.amount_fen,
+        due_date=line.due_date,
+        period_start=line.period_start,
+        period_end=line.period_end,
+        contract_year=line.contract_year,
+        months=line.months,
+        after_first_revenue=line.after_first_revenue,
+    )
+    if contract_id is not None:
+        row.contract_id = contract_id
+    return row
+
+
+async def party_emails(session: AsyncSession, organisation: Organisation) -> list[str]:
     emails = [user.email for user in await organisation_admins(session, organisation.id)]
     if organisation.contact_email and organisation.contact_email.lower() not in emails:
         emails.append(organisation.contact_email.lower())
@@ -732,7 +745,7 @@ async def _email_parties(
     for organisation in (contract.licensor, contract.licensee):
         if only_organisation_id is not None and organisation.id != only_organisation_id:
             continue
-        for email in await _party_emails(session, organisation):
+        for email in await party_emails(session, organisation):
             key = f"contract:{contract.id}:{event}:{email}"
             await queue_email(session, to=email, subject=subject, body=body, dedupe_key=key)
 
@@ -823,3 +836,26 @@ async def licence_counts(session: AsyncSession, offer_ids: list[int]) -> dict[in
     )
     return {offer_id: int(count) for offer_id, count in rows}
 
+
+
+async def move_start(session: AsyncSession, contract: LicenceContract, start: date) -> None:
+    """Move a contract's start date and re-plan its payments from it. For demonstration data and tests
+    only (a licence "taken months ago"): the written notice itself never takes effect retroactively."""
+    term = contract.terms_snapshot["terms"]["licence_term_months"]
+    expiry = date.fromisoformat(contract.terms_snapshot["patent"]["expiry_date"])
+    contract.start_date = contract.signed_on = start
+    contract.end_date = rules.contract_end(start, term, expiry)
+    await session.execute(delete(PaymentObligation).where(PaymentObligation.contract_id == contract.id))
+    terms = offer_rules.terms_from_json(contract.terms_snapshot["terms"]["fee_terms"])
+    plan = rules.obligations(terms, start=start, end=contract.end_date, term_months=term)
+    for number, line in enumerate(plan, start=1):
+        session.add(obligation_row(contract.id, number, line))
+    await session.flush()
+
+
+async def email_organisation(
+    session: AsyncSession, organisation: Organisation, *, subject: str, body: str, key: str
+) -> None:
+    """Mail an organisation's admins and contact address; ``key`` (plus the address) dedupes it."""
+    for email in await party_emails(session, organisation):
+        await queue_email(session, to=email, subject=subject, body=body, dedupe_key=f"{key}:{email}")

@@ -31,6 +31,9 @@ MAX_ATTEMPTS = 8
 #: Housekeeping the worker runs every so often (e.g. ending licences whose term ran out).
 Job = Callable[[AsyncSession], Awaitable[Any]]
 _JOBS: dict[str, tuple[float, Job]] = {}
+#: Housekeeping that manages its own transactions (batches), e.g. the billing sweep.
+BatchJob = Callable[[async_sessionmaker, Settings], Awaitable[Any]]
+_BATCH_JOBS: dict[str, tuple[float, BatchJob]] = {}
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -51,15 +54,38 @@ def periodic(name: str, every_seconds: float) -> Callable[[Job], Job]:
     return register
 
 
-async def run_due_jobs(sessionmaker: async_sessionmaker, last_run: dict[str, float]) -> None:
+def periodic_batches(name: str, every_seconds: float) -> Callable[[BatchJob], BatchJob]:
+    """Like :func:`periodic`, for a job that opens its own transactions (one per batch)."""
+
+    def register(func: BatchJob) -> BatchJob:
+        _BATCH_JOBS[name] = (every_seconds, func)
+        return func
+
+    return register
+
+
+def _due(name: str, every: float, last_run: dict[str, float]) -> bool:
+    now = time.monotonic()
+    if name in last_run and now - last_run[name] < every:
+        return False
+    last_run[name] = now
+    return True
+
+
+async def run_due_jobs(sessionmaker: async_sessionmaker, settings: Settings, last_run: dict[str, float]) -> None:
     for name, (every, func) in _JOBS.items():
-        now = time.monotonic()
-        if name in last_run and now - last_run[name] < every:
+        if not _due(name, every, last_run):
             continue
-        last_run[name] = now
         try:
             async with sessionmaker() as session, session.begin():
                 await func(session)
+        except Exception:
+            log.exception("periodic job %s failed", name)
+    for name, (every, batch_func) in _BATCH_JOBS.items():
+        if not _due(name, every, last_run):
+            continue
+        try:
+            await batch_func(sessionmaker, settings)
         except Exception:
             log.exception("periodic job %s failed", name)
 
@@ -81,17 +107,15 @@ async def enqueue(
     )
 
 
+def add_side_effect(session: AsyncSession, *, kind: str, payload: dict[str, Any], key: str) -> None:
+    """Queue a side effect whose key is new by construction (e.g. it names a row created in this
+    transaction), without the look-up :func:`enqueue` makes; a clash still fails on the unique key."""
+    session.add(OutboxMessage(kind=kind, payload=payload, dedupe_key=f"{kind}:{key}", available_at=now_utc()))
+
+
 def add_email(session: AsyncSession, *, to: str, subject: str, body: str, dedupe_key: str) -> None:
-    """Queue an email whose key is new by construction (e.g. it names a row created in this
-    transaction), without the look-up :func:`queue_email` makes; a clash still fails on the unique key."""
-    session.add(
-        OutboxMessage(
-            kind="email",
-            payload={"to": to, "subject": subject, "body": body},
-            dedupe_key=f"email:{dedupe_key}",
-            available_at=now_utc(),
-        )
-    )
+    """:func:`add_side_effect` for an email."""
+    add_side_effect(session, kind="email", payload={"to": to, "subject": subject, "body": body}, key=dedupe_key)
 
 
 async def queue_email(session: AsyncSession, *, to: str, subject: str, body: str, dedupe_key: str) -> None:
@@ -192,7 +216,7 @@ async def run_worker(sessionmaker: async_sessionmaker, settings: Settings, stop:
     """Drain the outbox, and run the periodic jobs when due, until ``stop`` is set."""
     last_run: dict[str, float] = {}
     while not stop.is_set():
-        await run_due_jobs(sessionmaker, last_run)
+        await run_due_jobs(sessionmaker, settings, last_run)
         try:
             processed = await drain_once(sessionmaker, settings)
         except Exception:

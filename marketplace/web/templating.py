@@ -33,6 +33,7 @@ def _label(value: Any) -> str:
 def configure_environment(env: Environment) -> None:
     """Filters shared by pages and by documents rendered outside a request (notices, contracts)."""
     env.filters["yuan"] = _yuan
+    env.filters["amount"] = format_yuan  # yuan without the sign, for form fields
     env.filters["day"] = _day
     env.filters["label"] = _label
     env.trim_blocks = True

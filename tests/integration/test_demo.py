@@ -4,6 +4,7 @@ from sqlalchemy import func, select
 
 from marketplace.accounts.models import Organisation, OrganisationKind, VerificationStatus
 from marketplace.accounts.rules import division_name, uscc_error
+from marketplace.billing.models import InvoiceLine, Payment, PaymentStatus, RoyaltyReport
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.demo.loader import load_demo
 from marketplace.licensing.models import ContractStatus, LicenceContract
@@ -50,6 +51,15 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     statuses = {c.payment_mode: c.status for c in contracts if c not in held}
     assert statuses["free"] is statuses["pay_after_use"] is ContractStatus.ACTIVE
     assert statuses["lump_sum"] is ContractStatus.AWAITING_PAYMENT
+
+    # Money in motion: a reported royalty quarter invoiced, and a transfer awaiting confirmation.
+    by_mode = {c.payment_mode: c for c in contracts if c not in held}
+    [report] = (await db.scalars(select(RoyaltyReport))).all()
+    assert report.contract_id == by_mode["royalty"].id and report.royalty_fen > 0
+    lines = (await db.scalars(select(InvoiceLine).where(InvoiceLine.royalty_report_id == report.id))).all()
+    assert [line.amount_fen for line in lines] == [report.royalty_fen]
+    [transfer] = (await db.scalars(select(Payment))).all()
+    assert transfer.status is PaymentStatus.DECLARED and transfer.contract_id == by_mode["lump_sum"].id
 
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)

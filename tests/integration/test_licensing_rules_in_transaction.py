@@ -345,10 +345,14 @@ async def test_royalty_becomes_quarterly_periods_due_at_their_end_without_amount
     listing = await published_listing(db, fee_terms=ROYALTY)
     token = await api_token(db, await enterprise(db))
     start = today() + timedelta(days=3)
-    lines = _lines(await _take(client, token, listing.offer.id, start_date=start.isoformat()))
+    everything = _lines(await _take(client, token, listing.offer.id, start_date=start.isoformat()))
+    lines = [line for line in everything if line["kind"] == "royalty"]
     assert len(lines) == 12  # 36 months, quarterly
-    assert {line["kind"] for line in lines} == {"royalty"}
-    assert all(line["amount_fen"] is None for line in lines)
+    # The annual minimum adds a true-up at the end of each contract year, after its last quarter.
+    true_ups = [line for line in everything if line["kind"] == "true_up"]
+    assert [line["due_date"] for line in true_ups] == [lines[k]["period_end"] for k in (3, 7, 11)]
+    assert [line["sequence"] for line in everything if line["kind"] == "true_up"] == [5, 10, 15]
+    assert all(line["amount_fen"] is None for line in everything)
     assert [(line["period_start"], line["period_end"]) for line in lines] == _quarters(start, 12)
     assert all(line["due_date"] == line["period_end"] for line in lines)
     assert lines[0]["description"].startswith("第1合同年度第1季度提成")
@@ -360,7 +364,7 @@ async def test_entry_fee_then_royalty(client, db):
     listing = await published_listing(db, fee_terms=terms)
     token = await api_token(db, await enterprise(db))
     response = await _take(client, token, listing.offer.id)
-    lines = _lines(response)
+    lines = [line for line in _lines(response) if line["kind"] != "true_up"]
     assert response.json()["status"] == "awaiting_payment"
     entry, *periods = lines
     assert (entry["kind"], entry["amount_fen"], entry["due_date"]) == (
@@ -383,9 +387,12 @@ async def test_pay_after_use_for_months_defers_the_first_payment(client, db):
 
     royalty_later = {"mode": "pay_after_use", "deferral": "months", "deferral_months": 6, "then": ROYALTY}
     listing = await published_listing(db, fee_terms=royalty_later)
-    lines = _lines(await _take(client, token, listing.offer.id))
+    everything = _lines(await _take(client, token, listing.offer.id))
+    lines = [line for line in everything if line["kind"] == "royalty"]
     assert lines[0]["period_start"] == add_months(today(), 6).isoformat()
     assert len(lines) == 10  # the 30 months after the deferral, quarterly
+    # Contract years of the deferred terms count from the deferral's end: two full years and a half.
+    assert [line["kind"] for line in everything].count("true_up") == 3
     assert lines[-1]["period_end"] <= licence_end(today(), 36).isoformat()
 
 
