@@ -6,11 +6,14 @@ statement (对账单, page, CSV and XLSX), and the ``/api/v1/invoices``, ``/api/
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, Response, get, post
-from litestar.params import QueryParameter
+from litestar import Controller, Request, Response, get, post, put
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,11 +23,14 @@ from marketplace.billing.models import InvoiceStatus, PaymentStatus, Refund, Roy
 from marketplace.billing.stripe_gateway import InvalidWebhook, verify_webhook
 from marketplace.clock import today
 from marketplace.errors import FieldError, ValidationFailed
+from marketplace.files.services import Upload, pdf_errors
 from marketplace.licensing.models import PaymentObligation
 from marketplace.offers.rules import RoyaltyBase
 from marketplace.settings import Settings
 from marketplace.web.auth import current, require_login
 from marketplace.web.forms import form_data, form_error
+
+T = TypeVar("T")
 
 
 def _status_filter(raw: str, enum: Any, field: str = "status") -> Any:
@@ -34,6 +40,27 @@ def _status_filter(raw: str, enum: Any, field: str = "status") -> Any:
         return enum(raw)
     except ValueError:
         raise ValidationFailed([FieldError(field, "状态取值无效", "invalid")]) from None
+
+
+async def _upload(data: dict[str, Any], field: str) -> Upload | None:
+    """The file a form sent in ``field``, or None when none was chosen."""
+    item = data.get(field)
+    if not isinstance(item, UploadFile) or not item.filename:
+        return None
+    content = await item.read()
+    return Upload(filename=item.filename, content=content) if content else None
+
+
+def _with_pdf_errors(parse: Callable[[], T], upload: Upload | None, field: str, settings: Settings) -> T:
+    """Parse the form and check its PDF together, so every problem is reported at once."""
+    errors = pdf_errors(upload, field=field, max_bytes=settings.upload_max_bytes) if upload else []
+    try:
+        parsed = parse()
+    except ValidationFailed as exc:
+        raise ValidationFailed([*exc.errors, *errors]) from None
+    if errors:
+        raise ValidationFailed(errors)
+    return parsed
 
 
 def _base(overview: services.BillingOverview) -> RoyaltyBase:
@@ -96,8 +123,18 @@ class ContractBillingController(Controller):
         values = {key: str(value) for key, value in data.items() if isinstance(value, str)}
         overview = await services.overview(db_session, current(request), contract_id, settings)
         try:
-            parsed = inputs.parse_report(values, base=_base(overview), yuan=_base(overview) is not RoyaltyBase.UNITS)
-            await services.submit_report(db_session, current(request), contract_id, parsed, settings)
+            attachment = await _upload(data, "attachment")
+            parsed = _with_pdf_errors(
+                lambda: inputs.parse_report(
+                    values, base=_base(overview), yuan=_base(overview) is not RoyaltyBase.UNITS
+                ),
+                attachment,
+                "attachment",
+                settings,
+            )
+            await services.submit_report(
+                db_session, current(request), contract_id, parsed, settings, attachment=attachment
+            )
         except ValidationFailed as exc:
             return await self._page(request, db_session, settings, contract_id, form=values, exc=exc)
         return Redirect(path=f"/contracts/{contract_id}/billing#reports")
@@ -184,10 +221,16 @@ class InvoiceController(Controller):
     async def transfer(
         self, request: Request, db_session: AsyncSession, settings: Settings, invoice_id: int
     ) -> Template | Redirect:
-        values = {key: str(value) for key, value in (await form_data(request)).items() if isinstance(value, str)}
+        data = await form_data(request)
+        values = {key: str(value) for key, value in data.items() if isinstance(value, str)}
         try:
-            parsed = inputs.parse_transfer(values, yuan=True, today=today())
-            payment, _ = await payments.declare_transfer(db_session, current(request), invoice_id, parsed)
+            receipt = await _upload(data, "receipt")
+            parsed = _with_pdf_errors(
+                lambda: inputs.parse_transfer(values, yuan=True, today=today()), receipt, "receipt", settings
+            )
+            payment, _ = await payments.declare_transfer(
+                db_session, current(request), invoice_id, parsed, settings=settings, receipt=receipt
+            )
         except ValidationFailed as exc:
             context = await _invoice_context(db_session, request, settings, invoice_id)
             form = {**values}
@@ -358,7 +401,6 @@ class RoyaltyReportApiController(Controller):
             "breakdown": data.breakdown,
             "note": data.note,
             "client_report_id": data.client_report_id or request.headers.get("idempotency-key", ""),
-            "attachment_file_id": data.attachment_file_id,
         }
         parsed = inputs.parse_report(raw, base=_base(overview), yuan=False)
         report, created = await services.submit_report(db_session, me, data.contract_id, parsed, settings)
@@ -373,6 +415,20 @@ class RoyaltyReportApiController(Controller):
         overview = await services.overview(db_session, current(request), contract_id, settings)
         keys = {row.item.id: row.item.key for row in overview.rows}
         return [schemas.RoyaltyReportOut.of(r, keys.get(r.obligation_id, "")) for r in overview.reports]
+
+    @put("/{report_id:int}/attachment")
+    async def attach(
+        self,
+        request: Request,
+        db_session: AsyncSession,
+        settings: Settings,
+        report_id: int,
+        data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> schemas.RoyaltyReportOut:
+        """Attach the report's evidence (PDF, multipart field ``data``) to a version that has none."""
+        upload = Upload(filename=data.filename or "report.pdf", content=await data.read())
+        report = await services.attach_to_report(db_session, current(request), report_id, upload, settings)
+        return schemas.RoyaltyReportOut.of(report, await _period_key(db_session, report))
 
     @get("/{report_id:int}")
     async def read(self, request: Request, db_session: AsyncSession, report_id: int) -> schemas.RoyaltyReportOut:
@@ -413,11 +469,24 @@ class PaymentApiController(Controller):
             "remitted_on": data.remitted_on,
             "reference": data.reference,
             "idempotency_key": data.idempotency_key or request.headers.get("idempotency-key", ""),
-            "receipt_file_id": data.receipt_file_id,
         }
         parsed = inputs.parse_transfer(raw, yuan=False, today=today())
         payment, created = await payments.declare_transfer(db_session, current(request), data.invoice_id, parsed)
         return Response(schemas.PaymentOut.of(payment, for_payer=True), status_code=201 if created else 200)
+
+    @put("/{payment_id:int}/receipt")
+    async def receipt(
+        self,
+        request: Request,
+        db_session: AsyncSession,
+        settings: Settings,
+        payment_id: int,
+        data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> schemas.PaymentOut:
+        """Attach the bank receipt (回单, PDF, multipart field ``data``) to a declared transfer."""
+        upload = Upload(filename=data.filename or "receipt.pdf", content=await data.read())
+        payment = await payments.attach_receipt(db_session, current(request), payment_id, upload, settings)
+        return schemas.PaymentOut.of(payment, for_payer=True)
 
     @post("/{payment_id:int}/confirm", status_code=200)
     async def confirm(

@@ -98,9 +98,6 @@ def parse_report(raw: dict[str, Any], *, base: RoyaltyBase, yuan: bool) -> Repor
     if note and len(note) > MAX_NOTE:
         errors.append(FieldError("note", f"说明不能超过{MAX_NOTE}个字符"))
     key = _key(raw.get("client_report_id"), "client_report_id", errors)
-    attachment = raw.get("attachment_file_id")
-    if attachment not in (None, "") and not (isinstance(attachment, int) and not isinstance(attachment, bool)):
-        errors.append(FieldError("attachment_file_id", "附件编号应为整数"))
     if errors:
         raise ValidationFailed(errors)
     return ReportInput(
@@ -110,7 +107,6 @@ def parse_report(raw: dict[str, Any], *, base: RoyaltyBase, yuan: bool) -> Repor
         base_amount=amount or 0,
         breakdown=breakdown,
         note=note,
-        attachment_file_id=attachment if isinstance(attachment, int) else None,
     )
 
 
@@ -171,9 +167,6 @@ def parse_transfer(raw: dict[str, Any], *, yuan: bool, today: date) -> TransferI
     elif len(reference) > 100:
         errors.append(FieldError("reference", "流水号不能超过100个字符"))
     key = _key(raw.get("idempotency_key"), "idempotency_key", errors)
-    receipt = raw.get("receipt_file_id")
-    if receipt not in (None, "") and not (isinstance(receipt, int) and not isinstance(receipt, bool)):
-        errors.append(FieldError("receipt_file_id", "回单附件编号应为整数"))
     if errors:
         raise ValidationFailed(errors)
     assert amount is not None and remitted is not None
@@ -184,7 +177,6 @@ def parse_transfer(raw: dict[str, Any], *, yuan: bool, today: date) -> TransferI
         remitted_on=remitted,
         reference=reference,
         idempotency_key=key,
-        receipt_file_id=receipt if isinstance(receipt, int) else None,
     )
 
 

@@ -41,10 +41,12 @@ from marketplace.billing.services import (
     lock_contract,
     post,
     refresh_status,
+    store_attachment,
 )
 from marketplace.billing.stripe_gateway import StripeGateway, StripeRejected
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from marketplace.files.services import Upload
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import ContractStatus, LicenceContract
 from marketplace.licensing.rules import CONTRACT_TRANSITIONS
@@ -279,11 +281,16 @@ class TransferInput:
     remitted_on: date
     reference: str
     idempotency_key: str
-    receipt_file_id: int | None = None
 
 
 async def declare_transfer(
-    session: AsyncSession, actor: Principal, invoice_id: int, data: TransferInput
+    session: AsyncSession,
+    actor: Principal,
+    invoice_id: int,
+    data: TransferInput,
+    *,
+    settings: Settings | None = None,
+    receipt: Upload | None = None,
 ) -> tuple[Payment, bool]:
     """The licensee declares a remittance; the licensor confirms it once the money is in."""
     invoice = await get_invoice(session, actor, invoice_id)
@@ -311,7 +318,11 @@ async def declare_transfer(
         payer_account=data.payer_account,
         remitted_on=data.remitted_on,
         reference=data.reference,
-        receipt_file_id=data.receipt_file_id,
+        receipt_file_id=(
+            await store_attachment(session, actor, receipt, settings, field="receipt", purpose="transfer_receipt")
+            if receipt is not None and settings is not None
+            else None
+        ),
     )
     session.add(payment)
     await session.flush()
@@ -779,3 +790,19 @@ async def _settle_refund(session: AsyncSession, refund: Refund, stripe_status: s
         key=f"refund:{refund.id}:done",
     )
     return True
+
+
+async def attach_receipt(
+    session: AsyncSession, actor: Principal, payment_id: int, upload: Upload, settings: Settings
+) -> Payment:
+    """The licensee adds the bank receipt (回单, PDF) to a transfer it declared, while it awaits confirmation."""
+    payment = await get_payment(session, actor, payment_id)
+    if actor.organisation_id != payment.licensee_organisation_id or payment.method is not PaymentMethod.BANK_TRANSFER:
+        raise Forbidden("只有申报该笔转账的被许可方可以上传回单")
+    if payment.status is not PaymentStatus.DECLARED or payment.receipt_file_id is not None:
+        raise Conflict("该笔转账已处理或已有回单")
+    payment.receipt_file_id = await store_attachment(
+        session, actor, upload, settings, field="receipt", purpose="transfer_receipt"
+    )
+    await _audit(session, payment, actor, "receipt_added", payment.status, details={"file_id": payment.receipt_file_id})
+    return payment

@@ -181,7 +181,6 @@ class ReportBody(msgspec.Struct, kw_only=True):
     breakdown: list[dict[str, Any]] | None = None
     note: str | None = None
     client_report_id: str = ""
-    attachment_file_id: int | None = None
 
 
 class TransferBody(msgspec.Struct, kw_only=True):
@@ -194,7 +193,6 @@ class TransferBody(msgspec.Struct, kw_only=True):
     remitted_on: str = ""
     reference: str = ""
     idempotency_key: str = ""
-    receipt_file_id: int | None = None
 
 
 class DecisionBody(msgspec.Struct, kw_only=True):

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import lazyload, noload
 
 from marketplace.accounts.rules import Principal
+from marketplace.audit.models import AuditRecord
 from marketplace.audit.services import apply_transition, record
 from marketplace.billing import rules
 from marketplace.billing.models import (
@@ -35,6 +37,7 @@ from marketplace.billing.models import (
 )
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from marketplace.files.services import Upload, pdf_errors, store_pdf
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import ContractStatus, LicenceContract, ObligationKind, PaymentObligation
 from marketplace.money import format_yuan
@@ -48,6 +51,14 @@ INVOICE_ENTITY = "invoice"
 REPORT_ENTITY = "royalty_report"
 INVOICE_SERIES = "PN"
 FIXED_KINDS = frozenset({ObligationKind.LUMP_SUM, ObligationKind.INSTALMENT, ObligationKind.ENTRY_FEE})
+#: Billing reads a contract's snapshot and its licensee (for the mail), never its offer, patent or plan
+#: through the relationships: loading those for a batch of contracts would be wasted work.
+BILLING_LOADS = (
+    lazyload(LicenceContract.offer),
+    lazyload(LicenceContract.patent),
+    lazyload(LicenceContract.licensor),
+    noload(LicenceContract.obligations),
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,16 +80,17 @@ async def lock_contract(session: AsyncSession, contract_id: int) -> LicenceContr
     return contract
 
 
-async def next_number(session: AsyncSession, series: str, year: int) -> int:
-    """The next number of a series in a year, gapless: the counter row stays locked until commit."""
+async def next_number(session: AsyncSession, series: str, year: int, *, count: int = 1) -> int:
+    """Reserve the next ``count`` numbers of a series in a year and return the last of them. Gapless:
+    the counter row stays locked until commit, and a rollback gives the numbers back."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = now_utc()
     statement = (
         dialect.insert(DocumentCounter)
-        .values(series=series, year=year, last_value=1, created_at=now, updated_at=now)
+        .values(series=series, year=year, last_value=count, created_at=now, updated_at=now)
         .on_conflict_do_update(
             index_elements=[DocumentCounter.series, DocumentCounter.year],
-            set_={"last_value": DocumentCounter.last_value + 1, "updated_at": now},
+            set_={"last_value": DocumentCounter.last_value + count, "updated_at": now},
         )
         .returning(DocumentCounter.last_value)
     )
@@ -165,58 +177,177 @@ class DraftLine:
 
 async def invoiced_by_key(session: AsyncSession, contract_id: int) -> dict[str, int]:
     """What every plan item has been invoiced so far (void invoices included: voiding writes an item off)."""
+    return (await _invoiced_for(session, [contract_id]))[contract_id]
+
+
+async def _invoiced_for(session: AsyncSession, contract_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     await session.flush()
+    invoiced: dict[int, dict[str, int]] = {contract_id: {} for contract_id in contract_ids}
     rows = await session.execute(
-        select(InvoiceLine.item_key, func.sum(InvoiceLine.amount_fen))
-        .where(InvoiceLine.contract_id == contract_id, InvoiceLine.item_key.is_not(None))
-        .group_by(InvoiceLine.item_key)
+        select(InvoiceLine.contract_id, InvoiceLine.item_key, func.sum(InvoiceLine.amount_fen))
+        .where(InvoiceLine.contract_id.in_(contract_ids), InvoiceLine.item_key.is_not(None))
+        .group_by(InvoiceLine.contract_id, InvoiceLine.item_key)
     )
-    return {key: int(amount) for key, amount in rows}
+    for contract_id, key, amount in rows:
+        invoiced[contract_id][key] = int(amount)
+    return invoiced
 
 
 async def _current_reports(session: AsyncSession, contract_id: int) -> dict[str, RoyaltyReport]:
+    return (await _reports_for(session, [contract_id]))[contract_id]
+
+
+async def _reports_for(session: AsyncSession, contract_ids: Sequence[int]) -> dict[int, dict[str, RoyaltyReport]]:
+    reports: dict[int, dict[str, RoyaltyReport]] = {contract_id: {} for contract_id in contract_ids}
     rows = await session.execute(
         select(PaymentObligation.key, RoyaltyReport)
         .join(RoyaltyReport, RoyaltyReport.obligation_id == PaymentObligation.id)
-        .where(RoyaltyReport.contract_id == contract_id, RoyaltyReport.is_current.is_(True))
+        .where(RoyaltyReport.contract_id.in_(contract_ids), RoyaltyReport.is_current.is_(True))
     )
-    return {key: report for key, report in rows}
+    for key, report in rows:
+        reports[report.contract_id][key] = report
+    return reports
+
+
+async def _credits_for(session: AsyncSession, contract_ids: Sequence[int]) -> dict[int, int]:
+    await session.flush()
+    credits = dict.fromkeys(contract_ids, 0)
+    rows = await session.execute(
+        select(LedgerEntry.contract_id, func.sum(LedgerEntry.amount_fen))
+        .where(LedgerEntry.contract_id.in_(contract_ids), LedgerEntry.account == Account.LICENSEE_CREDIT)
+        .group_by(LedgerEntry.contract_id)
+    )
+    for contract_id, amount in rows:
+        credits[contract_id] = -int(amount or 0)
+    return credits
 
 
 def _billable_until(contract: LicenceContract) -> date:
     return contract.ended_on or contract.end_date
 
 
+@dataclass
+class _Bill:
+    """What one contract is about to be invoiced."""
+
+    contract: LicenceContract
+    drafts: list[DraftLine]
+    due_date: date
+
+
 async def bill_contract(
     session: AsyncSession, contract: LicenceContract, settings: Settings, *, on: date | None = None
 ) -> Invoice | None:
-    """Invoice whatever the contract owes and has not been invoiced yet. The caller holds the lock.
+    """Invoice whatever the contract owes and has not been invoiced yet. The caller holds the lock."""
+    [invoice_id] = await bill_contracts(session, [contract], settings, on=on) or [None]
+    return None if invoice_id is None else await session.get(Invoice, invoice_id)
+
+
+async def bill_contracts(
+    session: AsyncSession, contracts: Sequence[LicenceContract], settings: Settings, *, on: date | None = None
+) -> list[int]:
+    """Invoice what each contract owes and has not been invoiced yet; the caller holds their locks.
+    Returns the new invoices' ids. A few statements serve the whole batch, whatever its size.
 
     Fixed items are invoiced ``invoice_issue_ahead_days`` before they fall due; royalties once
     reported; a contract year's minimum true-up once the year is closed. Items of a contract that
     ended early are billed only up to its end.
     """
+    if not contracts:
+        return []
     on = on or today()
-    obligations = list(
-        await session.scalars(select(PaymentObligation).where(PaymentObligation.contract_id == contract.id))
+    ids = [contract.id for contract in contracts]
+    obligations = await _billable_items(session, ids)
+    royalties = {contract.id: royalty_terms(contract) for contract in contracts}
+    royalty_ids = [contract_id for contract_id, terms in royalties.items() if terms is not None]
+    reports = await _reports_for(session, royalty_ids) if royalty_ids else {}
+    invoiced = await _invoiced_for(session, ids)
+    bills = []
+    billed_now: list[int] = []
+    for contract in contracts:
+        drafts, billed, due = _drafts(
+            contract,
+            royalties[contract.id],
+            obligations[contract.id],
+            reports.get(contract.id, {}),
+            invoiced[contract.id],
+            settings,
+            on,
+        )
+        billed_now.extend(billed)
+        if drafts:
+            bills.append(_Bill(contract, drafts, due))
+    for start in range(0, len(billed_now), 5000):
+        await session.execute(
+            update(PaymentObligation)
+            .where(PaymentObligation.id.in_(billed_now[start : start + 5000]))
+            .values(billed_at=now_utc())
+            .execution_options(synchronize_session=False)
+        )
+    return await _issue(session, bills, on=on) if bills else []
+
+
+#: The plan items billing reads, as plain rows (a batch holds hundreds of thousands of them).
+_ITEM_COLUMNS = (
+    PaymentObligation.id,
+    PaymentObligation.contract_id,
+    PaymentObligation.key,
+    PaymentObligation.kind,
+    PaymentObligation.description,
+    PaymentObligation.amount_fen,
+    PaymentObligation.due_date,
+    PaymentObligation.period_start,
+    PaymentObligation.period_end,
+    PaymentObligation.contract_year,
+    PaymentObligation.months,
+    PaymentObligation.billed_at,
+)
+
+
+async def _billable_items(session: AsyncSession, contract_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """Every royalty and true-up item (entitlements need the whole year), and the fixed items not yet
+    billed (a billed fixed item is invoiced in full and never changes)."""
+    items: dict[int, list[Any]] = {contract_id: [] for contract_id in contract_ids}
+    rows = await session.execute(
+        select(*_ITEM_COLUMNS).where(
+            PaymentObligation.contract_id.in_(contract_ids),
+            or_(
+                PaymentObligation.kind.in_([ObligationKind.ROYALTY, ObligationKind.TRUE_UP]),
+                PaymentObligation.billed_at.is_(None),
+            ),
+        )
     )
+    for row in rows:
+        items[row.contract_id].append(row)
+    return items
+
+
+def _drafts(
+    contract: LicenceContract,
+    royalty: RoyaltyTerms | None,
+    obligations: Sequence[Any],
+    reports: dict[str, RoyaltyReport],
+    invoiced: dict[str, int],
+    settings: Settings,
+    on: date,
+) -> tuple[list[DraftLine], list[int], date]:
+    """The lines a contract's next invoice carries, the plan items (ids) billed now, and its due date."""
     until = _billable_until(contract)
     horizon = on + timedelta(days=settings.invoice_issue_ahead_days)
     desired: dict[str, int] = {}
     lines_meta: dict[str, tuple[LineKind, str, int | None, int | None]] = {}
-    billed_now: list[PaymentObligation] = []
+    billed_now: list[int] = []
+    fixed_due: list[date] = []
     for item in obligations:
         if item.kind in FIXED_KINDS and item.due_date is not None and item.amount_fen is not None:
             if item.due_date > until and item.billed_at is None:
-                billed_now.append(item)  # due after the contract ended early: nothing to bill
+                billed_now.append(item.id)  # due after the contract ended early: nothing to bill
             elif item.due_date <= horizon:
                 desired[item.key] = item.amount_fen
                 lines_meta[item.key] = (LineKind.FIXED, item.description, item.id, None)
                 if item.billed_at is None:
-                    billed_now.append(item)
-    royalty = royalty_terms(contract)
+                    billed_now.append(item.id)
     if royalty is not None:
-        reports = await _current_reports(session, contract.id)
         closed = _closed_years(obligations, set(reports), on, settings.royalty_report_days)
         owed = rules.royalty_entitlements(
             royalty, obligations, {key: report.royalty_fen for key, report in reports.items()}, closed
@@ -227,7 +358,7 @@ async def bill_contract(
             if item.kind is ObligationKind.TRUE_UP:
                 lines_meta[key] = (LineKind.TRUE_UP, item.description, item.id, None)
                 if item.billed_at is None:
-                    billed_now.append(item)
+                    billed_now.append(item.id)
             else:
                 report = reports[key]
                 suffix = f"（第{report.version}版报告）" if report.version > 1 else ""
@@ -238,99 +369,128 @@ async def bill_contract(
                     report.id,
                 )
             desired[key] = amount
-    invoiced = await invoiced_by_key(session, contract.id)
     drafts = []
     for key, delta in rules.adjustments(desired, invoiced):
         kind, description, obligation_id, report_id = lines_meta[key]
         if key in invoiced:
             description = f"{description}（调整：原已开具¥{format_yuan(invoiced[key])}）"
         drafts.append(DraftLine(kind, key, description[:300], delta, obligation_id, report_id))
+        if kind is LineKind.FIXED:
+            fixed_due.extend(item.due_date for item in obligations if item.key == key and item.due_date)
+    # Fixed items are due on their own date; report-based lines get the standard payment period.
+    due = max(on + timedelta(days=settings.invoice_due_days), min(min(fixed_due, default=date.min), until))
+    return drafts, billed_now, due
+
+
+async def _issue(session: AsyncSession, bills: Sequence[_Bill], *, on: date) -> list[int]:
+    """Issue one payment request (付款通知书) per bill, using up each licensee's credit first, with a
+    handful of statements for the batch: gapless numbers, invoices, lines, ledger, audit, emails.
+    A non-positive total (a downward correction) becomes a settled credit notice that adds to the credit."""
+    credits = await _credits_for(session, [bill.contract.id for bill in bills])
+    last = await next_number(session, INVOICE_SERIES, on.year, count=len(bills))
     stamp = now_utc()
-    for item in billed_now:
-        item.billed_at = stamp
-    if not drafts:
-        return None
-    due = max(on + timedelta(days=settings.invoice_due_days), min(_fixed_due(obligations, drafts), until))
-    return await issue_invoice(session, contract, drafts, on=on, due_date=due)
-
-
-def _fixed_due(obligations: Sequence[PaymentObligation], drafts: Sequence[DraftLine]) -> date:
-    """Fixed items are due on their own date; report-based lines get the standard payment period."""
-    dates = [
-        item.due_date
-        for item in obligations
-        if item.due_date is not None and any(d.item_key == item.key and d.kind is LineKind.FIXED for d in drafts)
-    ]
-    return min(dates) if dates else date.min
-
-
-async def issue_invoice(
-    session: AsyncSession, contract: LicenceContract, drafts: Sequence[DraftLine], *, on: date, due_date: date
-) -> Invoice:
-    """Issue a payment request (付款通知书) for ``drafts``, using up the licensee's credit first. A
-    non-positive total (a downward correction) becomes a settled credit notice that adds to the credit."""
-    gross = sum(line.amount_fen for line in drafts)
-    credit = await credit_of(session, contract.id)
-    settlement = rules.settle(gross, credit)
-    lines = list(drafts)
-    if settlement.credit_used:
-        lines.append(DraftLine(LineKind.CREDIT, None, "使用账户余额抵扣", -settlement.credit_used))
-    total = gross - settlement.credit_used
-    sequence = await next_number(session, INVOICE_SERIES, on.year)
-    invoice = Invoice(
-        number=f"{INVOICE_SERIES}{on.year}{sequence:06d}",
-        year=on.year,
-        sequence=sequence,
-        contract_id=contract.id,
-        licensor_organisation_id=contract.licensor_organisation_id,
-        licensee_organisation_id=contract.licensee_organisation_id,
-        status=rules.invoice_status(total, 0, due_date, on, False),
-        issued_on=on,
-        due_date=due_date,
-        total_fen=total,
-        paid_fen=0,
-        snapshot=_invoice_snapshot(contract),
-        lines=[
-            InvoiceLine(
-                contract_id=contract.id,
-                line_no=n,
-                kind=line.kind,
-                item_key=line.item_key,
-                obligation_id=line.obligation_id,
-                royalty_report_id=line.royalty_report_id,
-                description=line.description,
-                amount_fen=line.amount_fen,
-            )
-            for n, line in enumerate(lines, start=1)
-        ],
-    )
-    session.add(invoice)
-    await session.flush()
-    journal = f"invoice:{invoice.id}"
-    if gross > 0:
-        post(session, contract.id, journal, rules.invoice_issued(gross), on, f"开具付款通知书 {invoice.number}")
+    invoices: list[dict[str, Any]] = []
+    settled: list[tuple[_Bill, list[DraftLine], int, int]] = []
+    for offset, bill in enumerate(bills):
+        gross = sum(line.amount_fen for line in bill.drafts)
+        settlement = rules.settle(gross, credits[bill.contract.id])
+        lines = list(bill.drafts)
         if settlement.credit_used:
-            post(
-                session,
-                contract.id,
-                f"{journal}:credit",
-                rules.credit_applied(settlement.credit_used),
-                on,
-                f"{invoice.number} 使用余额抵扣",
-            )
-    elif gross < 0:
-        post(session, contract.id, journal, rules.credit_created(-gross), on, f"{invoice.number} 调减计入余额")
-    await record(
-        session,
-        entity_type=INVOICE_ENTITY,
-        entity_id=invoice.id,
-        action="issued",
-        actor=None,
-        to_state=invoice.status.value,
-        details={"number": invoice.number, "total_fen": total, "contract_id": contract.id},
+            lines.append(DraftLine(LineKind.CREDIT, None, "使用账户余额抵扣", -settlement.credit_used))
+        total = gross - settlement.credit_used
+        sequence = last - len(bills) + 1 + offset
+        contract = bill.contract
+        invoices.append(
+            {
+                "number": f"{INVOICE_SERIES}{on.year}{sequence:06d}",
+                "year": on.year,
+                "sequence": sequence,
+                "contract_id": contract.id,
+                "licensor_organisation_id": contract.licensor_organisation_id,
+                "licensee_organisation_id": contract.licensee_organisation_id,
+                "status": rules.invoice_status(total, 0, bill.due_date, on, False),
+                "issued_on": on,
+                "due_date": bill.due_date,
+                "total_fen": total,
+                "paid_fen": 0,
+                "snapshot": _invoice_snapshot(contract),
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+        settled.append((bill, lines, gross, settlement.credit_used))
+    invoice_ids = list(
+        await session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoices)
     )
-    await _notify_invoice(session, contract, invoice)
-    return invoice
+    line_rows: list[dict[str, Any]] = []
+    ledger_rows: list[dict[str, Any]] = []
+    audit_rows: list[dict[str, Any]] = []
+    for invoice_id, row, (bill, lines, gross, credit_used) in zip(invoice_ids, invoices, settled, strict=True):
+        contract_id = bill.contract.id
+        for n, line in enumerate(lines, start=1):
+            line_rows.append(
+                {
+                    "invoice_id": invoice_id,
+                    "contract_id": contract_id,
+                    "line_no": n,
+                    "kind": line.kind,
+                    "item_key": line.item_key,
+                    "obligation_id": line.obligation_id,
+                    "royalty_report_id": line.royalty_report_id,
+                    "description": line.description,
+                    "amount_fen": line.amount_fen,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+            )
+        journal = f"invoice:{invoice_id}"
+        number = row["number"]
+        if gross > 0:
+            journals = [(journal, rules.invoice_issued(gross), f"开具付款通知书 {number}")]
+            if credit_used:
+                journals.append((f"{journal}:credit", rules.credit_applied(credit_used), f"{number} 使用余额抵扣"))
+        else:
+            journals = [(journal, rules.credit_created(-gross), f"{number} 调减计入余额")] if gross < 0 else []
+        for name, legs, memo in journals:
+            ledger_rows.extend(_ledger_rows(contract_id, name, legs, on, memo, stamp))
+        audit_rows.append(
+            {
+                "entity_type": INVOICE_ENTITY,
+                "entity_id": invoice_id,
+                "action": "issued",
+                "to_state": row["status"].value,
+                "via": "system",
+                "occurred_at": stamp,
+                "details": {"number": number, "total_fen": row["total_fen"], "contract_id": contract_id},
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
+    await session.execute(insert(InvoiceLine), line_rows)
+    if ledger_rows:
+        await session.execute(insert(LedgerEntry), ledger_rows)
+    await session.execute(insert(AuditRecord), audit_rows)
+    await _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp)
+    return invoice_ids
+
+
+def _ledger_rows(contract_id: int, journal: str, legs: rules.Postings, on: date, memo: str, stamp) -> list[dict]:
+    if sum(amount for _, amount in legs) != 0:
+        raise ValueError(f"unbalanced journal {journal}: {legs}")
+    return [
+        {
+            "contract_id": contract_id,
+            "journal": journal,
+            "account": account,
+            "amount_fen": amount,
+            "occurred_on": on,
+            "memo": memo,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        for account, amount in legs
+        if amount
+    ]
 
 
 def _invoice_snapshot(contract: LicenceContract) -> dict[str, Any]:
@@ -345,20 +505,36 @@ def _invoice_snapshot(contract: LicenceContract) -> dict[str, Any]:
     }
 
 
-async def _notify_invoice(session: AsyncSession, contract: LicenceContract, invoice: Invoice) -> None:
-    if invoice.total_fen <= 0:
-        subject = f"调整通知 {invoice.number}：¥{format_yuan(-invoice.total_fen)} 计入账户余额"
-    else:
-        subject = f"付款通知书 {invoice.number}：应付 ¥{format_yuan(invoice.total_fen)}，{invoice.due_date} 前支付"
-    body = (
-        f"合同 {contract.number}（专利《{contract.terms_snapshot['patent']['title']}》）\n"
-        + "".join(f"- {line.description}：¥{format_yuan(line.amount_fen)}\n" for line in invoice.lines)
-        + f"合计：¥{format_yuan(invoice.total_fen)}\n付款期限：{invoice.due_date}\n"
-        f"查看与支付：/invoices/{invoice.id}\n"
-    )
-    await licensing.email_organisation(
-        session, contract.licensee, subject=subject, body=body, key=f"invoice:{invoice.id}"
-    )
+async def _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp) -> None:
+    """Mail each licensee its new payment request (the keys name new invoices: no look-up needed)."""
+    recipients = await licensing.party_emails_for(session, [bill.contract.licensee for bill in bills])
+    rows = []
+    for bill, invoice_id, row, (_, lines, _, _) in zip(bills, invoice_ids, invoices, settled, strict=True):
+        number, total = row["number"], row["total_fen"]
+        if total <= 0:
+            subject = f"调整通知 {number}：¥{format_yuan(-total)} 计入账户余额"
+        else:
+            subject = f"付款通知书 {number}：应付 ¥{format_yuan(total)}，{row['due_date']} 前支付"
+        body = (
+            f"合同 {bill.contract.number}（专利《{bill.contract.terms_snapshot['patent']['title']}》）\n"
+            + "".join(f"- {line.description}：¥{format_yuan(line.amount_fen)}\n" for line in lines)
+            + f"合计：¥{format_yuan(total)}\n付款期限：{row['due_date']}\n"
+            f"查看与支付：/invoices/{invoice_id}\n"
+        )
+        for email in recipients[bill.contract.licensee_organisation_id]:
+            rows.append(
+                {
+                    "kind": "email",
+                    "dedupe_key": f"email:invoice:{invoice_id}:{email}",
+                    "payload": {"to": email, "subject": subject, "body": body},
+                    "available_at": stamp,
+                    "attempts": 0,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+            )
+    if rows:
+        await session.execute(insert(OutboxMessage), rows)
 
 
 async def refresh_status(
@@ -400,7 +576,6 @@ class ReportInput:
     base_amount: int
     breakdown: list[dict[str, Any]]
     note: str | None
-    attachment_file_id: int | None = None
 
 
 def _require_licensee(actor: Principal, contract: LicenceContract) -> None:
@@ -423,7 +598,13 @@ async def royalty_items(session: AsyncSession, contract: LicenceContract) -> lis
 
 
 async def submit_report(
-    session: AsyncSession, actor: Principal, contract_id: int, data: ReportInput, settings: Settings
+    session: AsyncSession,
+    actor: Principal,
+    contract_id: int,
+    data: ReportInput,
+    settings: Settings,
+    *,
+    attachment: Upload | None = None,
 ) -> tuple[RoyaltyReport, bool]:
     """Record a royalty report (or a corrected version) and invoice what it changes.
 
@@ -471,7 +652,11 @@ async def submit_report(
         nil_report=data.nil_report,
         base_amount=data.base_amount,
         breakdown=data.breakdown,
-        attachment_file_id=data.attachment_file_id,
+        attachment_file_id=(
+            await store_attachment(session, actor, attachment, settings, field="attachment", purpose="royalty_report")
+            if attachment is not None
+            else None
+        ),
         contract_year=item.contract_year,
         rate=str(line.rate) if line.rate is not None else None,
         unit_amount_fen=line.unit_amount_fen,
@@ -763,3 +948,41 @@ async def void_invoice(session: AsyncSession, actor: Principal, invoice_id: int,
         key=f"invoice:{invoice.id}:void",
     )
     return invoice
+
+
+# ---------------------------------------------------------------------------------------------
+# Attachments (a report's evidence, a transfer's bank receipt)
+# ---------------------------------------------------------------------------------------------
+
+
+async def store_attachment(
+    session: AsyncSession, actor: Principal, upload: Upload, settings: Settings, *, field: str, purpose: str
+) -> int:
+    """Store an uploaded PDF for the actor's organisation; its id goes on the report or payment."""
+    errors = pdf_errors(upload, field=field, max_bytes=settings.upload_max_bytes)
+    if errors:
+        raise ValidationFailed(errors)
+    return (await store_pdf(session, actor=actor, settings=settings, upload=upload, purpose=purpose)).id
+
+
+async def attach_to_report(
+    session: AsyncSession, actor: Principal, report_id: int, upload: Upload, settings: Settings
+) -> RoyaltyReport:
+    """Attach the evidence (PDF) to a report version that has none; a different one needs a correction."""
+    report = await get_report(session, actor, report_id)
+    contract = await licensing.get_for_party(session, actor, report.contract_id)
+    _require_licensee(actor, contract)
+    if report.attachment_file_id is not None:
+        raise Conflict("该报告已有附件；如需更换，请提交更正报告")
+    report.attachment_file_id = await store_attachment(
+        session, actor, upload, settings, field="attachment", purpose="royalty_report"
+    )
+    await record(
+        session,
+        entity_type=REPORT_ENTITY,
+        entity_id=report.id,
+        action="attachment_added",
+        actor=actor,
+        details={"file_id": report.attachment_file_id},
+    )
+    return report

@@ -12,19 +12,19 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from marketplace.audit.services import record
+from marketplace.accounts.models import Organisation
+from marketplace.audit.models import AuditRecord
 from marketplace.billing import rules
 from marketplace.billing.models import Invoice, InvoiceStatus, RoyaltyReport
-from marketplace.billing.payments import oldest_unpaid_due
-from marketplace.billing.services import FIXED_KINDS, bill_contract, refresh_status
-from marketplace.clock import today
+from marketplace.billing.services import BILLING_LOADS, FIXED_KINDS, INVOICE_ENTITY, bill_contracts
+from marketplace.clock import now_utc, today
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import LicenceContract, ObligationKind, PaymentObligation
 from marketplace.money import format_yuan
-from marketplace.outbox.services import periodic_batches
+from marketplace.outbox.services import Email, periodic_batches, queue_emails
 from marketplace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,119 +76,196 @@ def _due_items(on: date, settings: Settings):
 
 
 async def _issue_due(sessionmaker: async_sessionmaker, settings: Settings, on: date, result: SweepResult) -> None:
-    after = 0
-    while True:
+    """Contracts with an item to bill, found once, then billed a batch per transaction. A contract
+    another worker holds is skipped (``SKIP LOCKED``); one it finished meanwhile has nothing left to bill."""
+    async with sessionmaker() as session:
+        candidates = list(
+            await session.scalars(
+                select(PaymentObligation.contract_id)
+                .where(_due_items(on, settings))
+                .distinct()
+                .order_by(PaymentObligation.contract_id)
+            )
+        )
+    for start in range(0, len(candidates), BATCH):
         async with sessionmaker() as session, session.begin():
             contracts = list(
                 await session.scalars(
                     select(LicenceContract)
                     .where(
-                        LicenceContract.id > after,
+                        LicenceContract.id.in_(candidates[start : start + BATCH]),
                         exists().where(PaymentObligation.contract_id == LicenceContract.id, _due_items(on, settings)),
                     )
                     .order_by(LicenceContract.id)
-                    .limit(BATCH)
+                    .options(*BILLING_LOADS)
                     .with_for_update(skip_locked=True, of=LicenceContract)
                 )
             )
-            if not contracts:
-                return
-            for contract in contracts:
-                invoice = await bill_contract(session, contract, settings, on=on)
-                result.contracts_billed += 1
-                if invoice is not None:
-                    result.invoices += 1
-            after = contracts[-1].id
+            result.contracts_billed += len(contracts)
+            result.invoices += len(await bill_contracts(session, contracts, settings, on=on))
 
 
 async def _mark_overdue(session: AsyncSession, on: date, result: SweepResult) -> None:
-    invoices = await session.scalars(
-        select(Invoice)
-        .where(Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID]), Invoice.due_date < on)
-        .with_for_update(skip_locked=True, of=Invoice)
-    )
-    for invoice in invoices:
-        await refresh_status(session, invoice, None, action="overdue", on=on)
-        result.overdue += 1
+    """Unpaid invoices past their due date become overdue (one audit record each), in bulk."""
+    rows = (
+        await session.execute(
+            select(Invoice.id, Invoice.status)
+            .where(Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID]), Invoice.due_date < on)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not rows:
+        return
+    assert all(InvoiceStatus.OVERDUE in rules.INVOICE_TRANSITIONS[status] for _, status in rows)
+    stamp = now_utc()
+    for chunk in range(0, len(rows), 5000):
+        part = rows[chunk : chunk + 5000]
+        await session.execute(
+            update(Invoice)
+            .where(Invoice.id.in_([invoice_id for invoice_id, _ in part]))
+            .values(status=InvoiceStatus.OVERDUE, updated_at=stamp)
+        )
+        await session.execute(
+            insert(AuditRecord),
+            [
+                {
+                    "entity_type": INVOICE_ENTITY,
+                    "entity_id": invoice_id,
+                    "action": "overdue",
+                    "from_state": status.value,
+                    "to_state": InvoiceStatus.OVERDUE.value,
+                    "via": "system",
+                    "occurred_at": stamp,
+                    "details": {"on": on.isoformat()},
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+                for invoice_id, status in part
+            ],
+        )
+    result.overdue += len(rows)
 
 
 async def _defaults(session: AsyncSession, settings: Settings, on: date, result: SweepResult) -> None:
+    """Contracts whose oldest unpaid invoice is overdue ``default_after_days`` or more go into default
+    (audited) and their licensors are told, in bulk."""
+    unpaid = [InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE]
     threshold = on - timedelta(days=settings.default_after_days)
-    contracts = await session.scalars(
-        select(LicenceContract)
-        .where(
-            LicenceContract.in_default_since.is_(None),
-            exists().where(
-                Invoice.contract_id == LicenceContract.id,
-                Invoice.status == InvoiceStatus.OVERDUE,
-                Invoice.due_date < threshold,
-            ),
+    owing = (
+        select(
+            Invoice.contract_id,
+            func.min(Invoice.due_date).label("oldest"),
+            func.sum(Invoice.total_fen - Invoice.paid_fen).label("outstanding"),
         )
-        .with_for_update(skip_locked=True, of=LicenceContract)
+        .where(Invoice.status.in_(unpaid))
+        .group_by(Invoice.contract_id)
+        .having(func.min(Invoice.due_date) <= threshold)
+        .subquery()
     )
-    for contract in contracts:
-        oldest = await oldest_unpaid_due(session, contract.id)
-        if not rules.in_default(oldest, on, settings.default_after_days):
-            continue
-        contract.in_default_since = on
-        result.defaults += 1
-        await record(
-            session,
-            entity_type=licensing.ENTITY,
-            entity_id=contract.id,
-            action="in_default",
-            actor=None,
-            from_state=contract.status.value,
-            to_state="in_default",
-            reason=f"付款逾期超过{settings.default_after_days}日（最早应付日 {oldest}）",
+    rows = (
+        await session.execute(
+            select(LicenceContract, owing.c.oldest, owing.c.outstanding)
+            .join(owing, owing.c.contract_id == LicenceContract.id)
+            .where(LicenceContract.in_default_since.is_(None))
+            .options(*BILLING_LOADS)
+            .with_for_update(skip_locked=True, of=LicenceContract)
         )
-        outstanding = sum(
-            invoice.outstanding_fen
-            for invoice in await session.scalars(select(Invoice).where(Invoice.contract_id == contract.id))
+    ).all()
+    rows = [row for row in rows if rules.in_default(row.oldest, on, settings.default_after_days)]
+    if not rows:
+        return
+    stamp = now_utc()
+    ids = [row.LicenceContract.id for row in rows]
+    await session.execute(
+        update(LicenceContract)
+        .where(LicenceContract.id.in_(ids))
+        .values(in_default_since=on, updated_at=stamp)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(
+        insert(AuditRecord),
+        [
+            {
+                "entity_type": licensing.ENTITY,
+                "entity_id": row.LicenceContract.id,
+                "action": "in_default",
+                "from_state": row.LicenceContract.status.value,
+                "to_state": "in_default",
+                "reason": f"付款逾期超过{settings.default_after_days}日（最早应付日 {row.oldest}）",
+                "via": "system",
+                "occurred_at": stamp,
+                "details": {"oldest_unpaid_due": row.oldest.isoformat(), "outstanding_fen": int(row.outstanding)},
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+            for row in rows
+        ],
+    )
+    licensors = {
+        organisation.id: organisation
+        for organisation in await session.scalars(
+            select(Organisation).where(
+                Organisation.id.in_({row.LicenceContract.licensor_organisation_id for row in rows})
+            )
         )
-        await licensing.email_organisation(
-            session,
-            contract.licensor,
-            subject=f"违约提示：合同 {contract.number} 付款逾期超过{settings.default_after_days}日",
-            body=(
-                f"被许可方 {contract.licensee.name} 自 {oldest} 起有款项未付，"
-                f"未付合计 ¥{format_yuan(outstanding)}。合同已标记为违约，付清后自动解除。\n"
-                f"详情：/contracts/{contract.id}/billing\n"
-            ),
-            key=f"contract:{contract.id}:default:{on}",
+    }
+    recipients = await licensing.party_emails_for(session, list(licensors.values()))
+    emails = []
+    for row in rows:
+        contract = row.LicenceContract
+        subject = f"违约提示：合同 {contract.number} 付款逾期超过{settings.default_after_days}日"
+        body = (
+            f"被许可方 {contract.licensee.name} 自 {row.oldest} 起有款项未付，"
+            f"未付合计 ¥{format_yuan(int(row.outstanding))}。合同已标记为违约，付清后自动解除。\n"
+            f"详情：/contracts/{contract.id}/billing\n"
         )
+        emails.extend(
+            Email(to, subject, body, f"contract:{contract.id}:default:{on}:{to}")
+            for to in recipients[contract.licensor_organisation_id]
+        )
+    await queue_emails(session, emails)
+    result.defaults += len(rows)
 
 
 async def _report_reminders(session: AsyncSession, settings: Settings, on: date, result: SweepResult) -> None:
     days = settings.royalty_report_days
     latest_end = on - timedelta(days=days) + timedelta(days=rules.REPORT_REMINDER_LEAD_DAYS)
     earliest_end = on - timedelta(days=days + REMINDER_HORIZON_DAYS)
-    rows = await session.execute(
-        select(PaymentObligation, LicenceContract)
-        .join(LicenceContract, LicenceContract.id == PaymentObligation.contract_id)
-        .where(
-            PaymentObligation.kind == ObligationKind.ROYALTY,
-            PaymentObligation.period_end.between(earliest_end, latest_end),
-            or_(LicenceContract.ended_on.is_(None), PaymentObligation.period_start <= LicenceContract.ended_on),
-            ~exists().where(RoyaltyReport.obligation_id == PaymentObligation.id),
+    rows = (
+        await session.execute(
+            select(PaymentObligation, LicenceContract)
+            .join(LicenceContract, LicenceContract.id == PaymentObligation.contract_id)
+            .where(
+                PaymentObligation.kind == ObligationKind.ROYALTY,
+                PaymentObligation.period_end.between(earliest_end, latest_end),
+                or_(LicenceContract.ended_on.is_(None), PaymentObligation.period_start <= LicenceContract.ended_on),
+                ~exists().where(RoyaltyReport.obligation_id == PaymentObligation.id),
+            )
+            .options(*BILLING_LOADS)
         )
+    ).all()
+    due_today = [
+        (item, contract, kind)
+        for item, contract in rows
+        if item.period_end is not None
+        and (kind := rules.report_reminder(item.period_end, on, days, reported=False)) is not None
+    ]
+    recipients = await licensing.party_emails_for(
+        session, list({c.licensee_organisation_id: c.licensee for _, c, _ in due_today}.values())
     )
-    for item, contract in rows:
+    emails = []
+    for item, contract, kind in due_today:
         assert item.period_end is not None
-        kind = rules.report_reminder(item.period_end, on, days, reported=False)
-        if kind is None:
-            continue
         due = rules.report_due(item.period_end, days)
         subject = {
             "before": f"提成报告提醒：{item.description}应于{due}前报告",
             "due": f"提成报告今日到期：{item.description}",
             "overdue": f"提成报告已逾期：{item.description}（应于{due}前报告）",
         }[kind]
-        await licensing.email_organisation(
-            session,
-            contract.licensee,
-            subject=f"{subject}（合同 {contract.number}）",
-            body=f"请在“提成报告”页面提交该期报告；无销售时请提交零报告。\n/contracts/{contract.id}/billing\n",
-            key=f"report_reminder:{item.id}:{kind}:{on}",
+        body = f"请在“提成报告”页面提交该期报告；无销售时请提交零报告。\n/contracts/{contract.id}/billing\n"
+        emails.extend(
+            Email(to, f"{subject}（合同 {contract.number}）", body, f"report_reminder:{item.id}:{kind}:{on}:{to}")
+            for to in recipients[contract.licensee_organisation_id]
         )
-        result.reminders += 1
+    await queue_emails(session, emails)
+    result.reminders += len(due_today)

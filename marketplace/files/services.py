@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.accounts.rules import Principal
 from marketplace.audit.services import record
+from marketplace.billing.models import Payment, RoyaltyReport
 from marketplace.errors import FieldError, NotFound
 from marketplace.files.models import StoredFile
+from marketplace.licensing.models import LicenceContract
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
 from marketplace.settings import Settings
 
@@ -107,6 +109,8 @@ async def file_for_download(
     if stored is None:
         raise NotFound("文件不存在")
     allowed = actor is not None and (actor.is_platform_admin or actor.organisation_id == stored.organisation_id)
+    if not allowed and actor is not None:
+        allowed = await _billing_evidence_for(session, actor, file_id)
     if not allowed:
         published = await session.scalar(
             select(OpenLicenceOffer.id)
@@ -121,3 +125,22 @@ async def file_for_download(
     if not path.is_file():
         raise NotFound("文件内容缺失，请联系平台管理员")
     return stored, path
+
+
+async def _billing_evidence_for(session: AsyncSession, actor: Principal, file_id: int) -> bool:
+    """A royalty report's evidence or a transfer's bank receipt is also the licensor's to read."""
+    report = await session.scalar(
+        select(RoyaltyReport.id)
+        .join(LicenceContract, LicenceContract.id == RoyaltyReport.contract_id)
+        .where(RoyaltyReport.attachment_file_id == file_id)
+        .where(LicenceContract.licensor_organisation_id == actor.organisation_id)
+        .limit(1)
+    )
+    if report is not None:
+        return True
+    receipt = await session.scalar(
+        select(Payment.id)
+        .where(Payment.receipt_file_id == file_id, Payment.licensor_organisation_id == actor.organisation_id)
+        .limit(1)
+    )
+    return receipt is not None

@@ -9,6 +9,7 @@ on an offer that was published when the acceptance committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -18,9 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marketplace.accounts.models import Organisation, User, VerificationStatus
+from marketplace.accounts.models import Organisation, Role, User, VerificationStatus
 from marketplace.accounts.rules import Principal, division_name
-from marketplace.accounts.services import organisation_admins
 from marketplace.audit.services import AuditLine, apply_transition, record, trail
 from marketplace.clock import now_utc, today
 from marketplace.errors import Conflict, DomainError, FieldError, Forbidden, NotFound, ValidationFailed
@@ -331,9 +331,24 @@ def obligation_row(contract_id: int | None, sequence: int, line: rules.Obligatio
 
 
 async def party_emails(session: AsyncSession, organisation: Organisation) -> list[str]:
-    emails = [user.email for user in await organisation_admins(session, organisation.id)]
-    if organisation.contact_email and organisation.contact_email.lower() not in emails:
-        emails.append(organisation.contact_email.lower())
+    """Where an organisation's notices go: its active admins and its contact address."""
+    return (await party_emails_for(session, [organisation]))[organisation.id]
+
+
+async def party_emails_for(session: AsyncSession, organisations: Sequence[Organisation]) -> dict[int, list[str]]:
+    """:func:`party_emails` of many organisations in one query."""
+    emails: dict[int, list[str]] = {organisation.id: [] for organisation in organisations}
+    admins = await session.execute(
+        select(User.organisation_id, User.email)
+        .where(User.organisation_id.in_(list(emails)), User.role == Role.ORG_ADMIN, User.is_active.is_(True))
+        .order_by(User.id)
+    )
+    for organisation_id, email in admins:
+        emails[organisation_id].append(email)
+    for organisation in organisations:
+        contact = (organisation.contact_email or "").lower()
+        if contact and contact not in emails[organisation.id]:
+            emails[organisation.id].append(contact)
     return emails
 
 

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import smtplib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.clock import now_utc
@@ -122,6 +123,46 @@ async def queue_email(session: AsyncSession, *, to: str, subject: str, body: str
     await enqueue(
         session, kind="email", payload={"to": to, "subject": subject, "body": body}, dedupe_key=f"email:{dedupe_key}"
     )
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    body: str
+    dedupe_key: str
+
+
+async def queue_emails(session: AsyncSession, emails: Sequence[Email]) -> int:
+    """:func:`queue_email` for many at once: one look-up for the keys already queued, one insert for
+    the rest. Returns how many were queued."""
+    keys = {f"email:{email.dedupe_key}": email for email in emails}
+    if not keys:
+        return 0
+    existing: set[str] = set()
+    names = list(keys)
+    for start in range(0, len(names), 5000):
+        chunk = names[start : start + 5000]
+        existing.update(
+            await session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(chunk)))
+        )
+    stamp = now_utc()
+    rows = [
+        {
+            "kind": "email",
+            "dedupe_key": key,
+            "payload": {"to": email.to, "subject": email.subject, "body": email.body},
+            "available_at": stamp,
+            "attempts": 0,
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        for key, email in keys.items()
+        if key not in existing
+    ]
+    if rows:
+        await session.execute(insert(OutboxMessage), rows)
+    return len(rows)
 
 
 @handler("email")
