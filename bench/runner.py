@@ -3,7 +3,8 @@ refreshes just their sections.
 
 National-scale catalogue data is generated once per database (SQLite file and PostgreSQL cluster
 under bench/data/) and reused while its size matches; upload benchmarks use fresh databases.
-Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS (and see bench/accept.py).
+Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS (and see bench/accept.py,
+bench/billing.py). ``sweep`` and ``webhooks`` (issue 4) share the "Billing (issue 4)" section.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench import accept, search, upload
+from bench import accept, billing, search, upload
 from bench.generate import data_dir, generate, generated_count, migrate
 from bench.pgserver import postgres_server
 from bench.report import replace_sections, write
 
 PATENTS = int(os.environ.get("BENCH_PATENTS", "1350000"))
 LICENSORS = int(os.environ.get("BENCH_LICENSORS", "2700"))
-BENCHMARKS = ("search", "upload", "accept")
+BENCHMARKS = ("search", "upload", "accept", "sweep", "webhooks")
 
 
 async def _fresh_pg_database(server_url: str, name: str) -> str:
@@ -94,6 +95,13 @@ async def _main(selected: set[str]) -> None:
             sections.append(await upload.run("PostgreSQL 15", upload_pg))
         if "accept" in selected:
             sections.append(await accept.run(server_url))
+        billing_parts = {}
+        if "sweep" in selected:
+            billing_parts["sweep"] = await billing.run_sweep(server_url)
+        if "webhooks" in selected:
+            billing_parts["webhooks"] = await billing.run_webhooks(server_url)
+        if billing_parts:
+            sections.append(billing.section(billing_parts))
     if selected == set(BENCHMARKS):
         write(sections)
     else:

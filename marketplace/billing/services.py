@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import lazyload, noload
 
+from marketplace.accounts.models import Organisation
 from marketplace.accounts.rules import Principal
 from marketplace.audit.models import AuditRecord
 from marketplace.audit.services import apply_transition, record
@@ -51,6 +52,13 @@ INVOICE_ENTITY = "invoice"
 REPORT_ENTITY = "royalty_report"
 INVOICE_SERIES = "PN"
 FIXED_KINDS = frozenset({ObligationKind.LUMP_SUM, ObligationKind.INSTALMENT, ObligationKind.ENTRY_FEE})
+#: Money changes read a contract's snapshot and both parties (for the mail), never its offer, patent or
+#: plan through the relationships.
+MONEY_LOADS = (
+    lazyload(LicenceContract.offer),
+    lazyload(LicenceContract.patent),
+    noload(LicenceContract.obligations),
+)
 #: Billing reads a contract's snapshot and its licensee (for the mail), never its offer, patent or plan
 #: through the relationships: loading those for a batch of contracts would be wasted work.
 BILLING_LOADS = (
@@ -72,11 +80,15 @@ async def lock_contract(session: AsyncSession, contract_id: int) -> LicenceContr
     contract = await session.scalar(
         select(LicenceContract)
         .where(LicenceContract.id == contract_id)
+        .options(*MONEY_LOADS)
         .with_for_update(of=LicenceContract)
         .execution_options(populate_existing=True)
     )
     if contract is None:
         raise NotFound("许可合同不存在")
+    # The identity map holds objects weakly: keep the locked contract for the transaction, so later
+    # look-ups of it (session.get) find it instead of querying again.
+    session.info.setdefault("locked_contracts", {})[contract.id] = contract
     return contract
 
 
@@ -144,6 +156,11 @@ def fee_terms(contract: LicenceContract) -> offer_rules.FeeTerms:
 
 def royalty_terms(contract: LicenceContract) -> RoyaltyTerms | None:
     return offer_rules.royalty_of(fee_terms(contract))
+
+
+def _offer_version(contract: LicenceContract) -> tuple[int, int]:
+    offer = contract.terms_snapshot["offer"]
+    return offer["id"], offer["version"]
 
 
 def _closed_years(obligations: Sequence[PaymentObligation], reported: set[str], on: date, report_days: int) -> set[int]:
@@ -226,6 +243,46 @@ def _billable_until(contract: LicenceContract) -> date:
     return contract.ended_on or contract.end_date
 
 
+@dataclass(frozen=True)
+class Party:
+    id: int
+    contact_email: str | None
+
+
+@dataclass(frozen=True)
+class ContractView:
+    """What billing reads of a contract, loaded as one plain row (the sweep bills hundreds of
+    thousands; a full ORM contract with its relationships costs far more than billing needs)."""
+
+    id: int
+    number: str
+    licensor_organisation_id: int
+    licensee_organisation_id: int
+    start_date: date
+    end_date: date
+    ended_on: date | None
+    terms_snapshot: dict[str, Any]
+    licensee: Party
+
+
+#: The columns of :class:`ContractView` (with the licensee's contact e-mail from ``organisations``).
+CONTRACT_VIEW_COLUMNS = (
+    LicenceContract.id,
+    LicenceContract.number,
+    LicenceContract.licensor_organisation_id,
+    LicenceContract.licensee_organisation_id,
+    LicenceContract.start_date,
+    LicenceContract.end_date,
+    LicenceContract.ended_on,
+    LicenceContract.terms_snapshot,
+    Organisation.contact_email,
+)
+
+
+def contract_view(row: Any) -> ContractView:
+    return ContractView(*row[:8], licensee=Party(row.licensee_organisation_id, row.contact_email))
+
+
 @dataclass
 class _Bill:
     """What one contract is about to be invoiced."""
@@ -244,7 +301,11 @@ async def bill_contract(
 
 
 async def bill_contracts(
-    session: AsyncSession, contracts: Sequence[LicenceContract], settings: Settings, *, on: date | None = None
+    session: AsyncSession,
+    contracts: Sequence[LicenceContract] | Sequence[ContractView],
+    settings: Settings,
+    *,
+    on: date | None = None,
 ) -> list[int]:
     """Invoice what each contract owes and has not been invoiced yet; the caller holds their locks.
     Returns the new invoices' ids. A few statements serve the whole batch, whatever its size.
@@ -258,7 +319,14 @@ async def bill_contracts(
     on = on or today()
     ids = [contract.id for contract in contracts]
     obligations = await _billable_items(session, ids)
-    royalties = {contract.id: royalty_terms(contract) for contract in contracts}
+    # Contracts on one offer version share their terms: parse each version once per batch.
+    parsed: dict[tuple[int, int], RoyaltyTerms | None] = {}
+    royalties: dict[int, RoyaltyTerms | None] = {}
+    for contract in contracts:
+        version = _offer_version(contract)
+        if version not in parsed:
+            parsed[version] = royalty_terms(contract)
+        royalties[contract.id] = parsed[version]
     royalty_ids = [contract_id for contract_id, terms in royalties.items() if terms is not None]
     reports = await _reports_for(session, royalty_ids) if royalty_ids else {}
     invoiced = await _invoiced_for(session, ids)
@@ -420,7 +488,9 @@ async def _issue(session: AsyncSession, bills: Sequence[_Bill], *, on: date) -> 
         )
         settled.append((bill, lines, gross, settlement.credit_used))
     invoice_ids = list(
-        await session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), invoices)
+        await session.scalars(
+            insert(Invoice.__table__).returning(Invoice.__table__.c.id, sort_by_parameter_order=True), invoices
+        )
     )
     line_rows: list[dict[str, Any]] = []
     ledger_rows: list[dict[str, Any]] = []
@@ -466,10 +536,10 @@ async def _issue(session: AsyncSession, bills: Sequence[_Bill], *, on: date) -> 
                 "updated_at": stamp,
             }
         )
-    await session.execute(insert(InvoiceLine), line_rows)
+    await session.execute(insert(InvoiceLine.__table__), line_rows)
     if ledger_rows:
-        await session.execute(insert(LedgerEntry), ledger_rows)
-    await session.execute(insert(AuditRecord), audit_rows)
+        await session.execute(insert(LedgerEntry.__table__), ledger_rows)
+    await session.execute(insert(AuditRecord.__table__), audit_rows)
     await _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp)
     return invoice_ids
 
@@ -534,7 +604,7 @@ async def _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp
                 }
             )
     if rows:
-        await session.execute(insert(OutboxMessage), rows)
+        await session.execute(insert(OutboxMessage.__table__), rows)
 
 
 async def refresh_status(

@@ -19,7 +19,14 @@ from marketplace.accounts.models import Organisation
 from marketplace.audit.models import AuditRecord
 from marketplace.billing import rules
 from marketplace.billing.models import Invoice, InvoiceStatus, RoyaltyReport
-from marketplace.billing.services import BILLING_LOADS, FIXED_KINDS, INVOICE_ENTITY, bill_contracts
+from marketplace.billing.services import (
+    BILLING_LOADS,
+    CONTRACT_VIEW_COLUMNS,
+    FIXED_KINDS,
+    INVOICE_ENTITY,
+    bill_contracts,
+    contract_view,
+)
 from marketplace.clock import now_utc, today
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import LicenceContract, ObligationKind, PaymentObligation
@@ -89,18 +96,17 @@ async def _issue_due(sessionmaker: async_sessionmaker, settings: Settings, on: d
         )
     for start in range(0, len(candidates), BATCH):
         async with sessionmaker() as session, session.begin():
-            contracts = list(
-                await session.scalars(
-                    select(LicenceContract)
-                    .where(
-                        LicenceContract.id.in_(candidates[start : start + BATCH]),
-                        exists().where(PaymentObligation.contract_id == LicenceContract.id, _due_items(on, settings)),
-                    )
-                    .order_by(LicenceContract.id)
-                    .options(*BILLING_LOADS)
-                    .with_for_update(skip_locked=True, of=LicenceContract)
+            rows = await session.execute(
+                select(*CONTRACT_VIEW_COLUMNS)
+                .join(Organisation, Organisation.id == LicenceContract.licensee_organisation_id)
+                .where(
+                    LicenceContract.id.in_(candidates[start : start + BATCH]),
+                    exists().where(PaymentObligation.contract_id == LicenceContract.id, _due_items(on, settings)),
                 )
+                .order_by(LicenceContract.id)
+                .with_for_update(skip_locked=True, of=LicenceContract)
             )
+            contracts = [contract_view(row) for row in rows]
             result.contracts_billed += len(contracts)
             result.invoices += len(await bill_contracts(session, contracts, settings, on=on))
 
@@ -126,7 +132,7 @@ async def _mark_overdue(session: AsyncSession, on: date, result: SweepResult) ->
             .values(status=InvoiceStatus.OVERDUE, updated_at=stamp)
         )
         await session.execute(
-            insert(AuditRecord),
+            insert(AuditRecord.__table__),
             [
                 {
                     "entity_type": INVOICE_ENTITY,
@@ -183,7 +189,7 @@ async def _defaults(session: AsyncSession, settings: Settings, on: date, result:
         .execution_options(synchronize_session=False)
     )
     await session.execute(
-        insert(AuditRecord),
+        insert(AuditRecord.__table__),
         [
             {
                 "entity_type": licensing.ENTITY,
@@ -233,7 +239,14 @@ async def _report_reminders(session: AsyncSession, settings: Settings, on: date,
     earliest_end = on - timedelta(days=days + REMINDER_HORIZON_DAYS)
     rows = (
         await session.execute(
-            select(PaymentObligation, LicenceContract)
+            select(
+                PaymentObligation.id,
+                PaymentObligation.description,
+                PaymentObligation.period_end,
+                LicenceContract.id.label("contract_id"),
+                LicenceContract.number,
+                LicenceContract.licensee_organisation_id,
+            )
             .join(LicenceContract, LicenceContract.id == PaymentObligation.contract_id)
             .where(
                 PaymentObligation.kind == ObligationKind.ROYALTY,
@@ -241,31 +254,29 @@ async def _report_reminders(session: AsyncSession, settings: Settings, on: date,
                 or_(LicenceContract.ended_on.is_(None), PaymentObligation.period_start <= LicenceContract.ended_on),
                 ~exists().where(RoyaltyReport.obligation_id == PaymentObligation.id),
             )
-            .options(*BILLING_LOADS)
         )
     ).all()
     due_today = [
-        (item, contract, kind)
-        for item, contract in rows
-        if item.period_end is not None
-        and (kind := rules.report_reminder(item.period_end, on, days, reported=False)) is not None
+        (row, kind) for row in rows if (kind := rules.report_reminder(row.period_end, on, days, reported=False))
     ]
-    recipients = await licensing.party_emails_for(
-        session, list({c.licensee_organisation_id: c.licensee for _, c, _ in due_today}.values())
+    licensees = list(
+        await session.scalars(
+            select(Organisation).where(Organisation.id.in_({row.licensee_organisation_id for row, _ in due_today}))
+        )
     )
+    recipients = await licensing.party_emails_for(session, licensees)
     emails = []
-    for item, contract, kind in due_today:
-        assert item.period_end is not None
-        due = rules.report_due(item.period_end, days)
+    for row, kind in due_today:
+        due = rules.report_due(row.period_end, days)
         subject = {
-            "before": f"提成报告提醒：{item.description}应于{due}前报告",
-            "due": f"提成报告今日到期：{item.description}",
-            "overdue": f"提成报告已逾期：{item.description}（应于{due}前报告）",
+            "before": f"提成报告提醒：{row.description}应于{due}前报告",
+            "due": f"提成报告今日到期：{row.description}",
+            "overdue": f"提成报告已逾期：{row.description}（应于{due}前报告）",
         }[kind]
-        body = f"请在“提成报告”页面提交该期报告；无销售时请提交零报告。\n/contracts/{contract.id}/billing\n"
+        body = f"请在“提成报告”页面提交该期报告；无销售时请提交零报告。\n/contracts/{row.contract_id}/billing\n"
         emails.extend(
-            Email(to, f"{subject}（合同 {contract.number}）", body, f"report_reminder:{item.id}:{kind}:{on}:{to}")
-            for to in recipients[contract.licensee_organisation_id]
+            Email(to, f"{subject}（合同 {row.number}）", body, f"report_reminder:{row.id}:{kind}:{on}:{to}")
+            for to in recipients[row.licensee_organisation_id]
         )
     await queue_emails(session, emails)
-    result.reminders += len(due_today)
+    result.reminders += len(due_today)  # reminders due today, including any an earlier run already queued

@@ -35,7 +35,7 @@ from marketplace.licensing.models import (
 )
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
-from marketplace.outbox.services import add_email, add_side_effect, periodic, queue_email
+from marketplace.outbox.services import Email, add_email, add_side_effect, periodic, queue_email, queue_emails
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import LegalStatus, Patent
 
@@ -389,7 +389,7 @@ def _notify_new_licence(
 
 
 def side_of(actor: Principal, contract: LicenceContract) -> str | None:
-    """"licensee", "licensor", "admin", or None for anyone else."""
+    """ "licensee", "licensor", "admin", or None for anyone else."""
     if contract.licensee_organisation_id == actor.organisation_id:
         return "licensee"
     if contract.licensor_organisation_id == actor.organisation_id:
@@ -852,7 +852,6 @@ async def licence_counts(session: AsyncSession, offer_ids: list[int]) -> dict[in
     return {offer_id: int(count) for offer_id, count in rows}
 
 
-
 async def move_start(session: AsyncSession, contract: LicenceContract, start: date) -> None:
     """Move a contract's start date and re-plan its payments from it. For demonstration data and tests
     only (a licence "taken months ago"): the written notice itself never takes effect retroactively."""
@@ -872,5 +871,6 @@ async def email_organisation(
     session: AsyncSession, organisation: Organisation, *, subject: str, body: str, key: str
 ) -> None:
     """Mail an organisation's admins and contact address; ``key`` (plus the address) dedupes it."""
-    for email in await party_emails(session, organisation):
-        await queue_email(session, to=email, subject=subject, body=body, dedupe_key=f"{key}:{email}")
+    await queue_emails(
+        session, [Email(to, subject, body, f"{key}:{to}") for to in await party_emails(session, organisation)]
+    )

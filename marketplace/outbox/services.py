@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.clock import now_utc
@@ -99,13 +100,38 @@ async def enqueue(
     dedupe_key: str,
     available_at: datetime | None = None,
 ) -> None:
-    """Add a side effect unless one with the same ``dedupe_key`` is already queued."""
-    existing = await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key))
-    if existing is not None:
-        return
-    session.add(
-        OutboxMessage(kind=kind, payload=payload, dedupe_key=dedupe_key, available_at=available_at or now_utc())
-    )
+    """Add a side effect unless one with the same ``dedupe_key`` is already queued (by anyone, even a
+    concurrent transaction: the unique key decides, ``ON CONFLICT DO NOTHING``)."""
+    await _insert_new(session, [_row(kind, payload, dedupe_key, available_at or now_utc())])
+
+
+def _row(kind: str, payload: dict[str, Any], dedupe_key: str, at: datetime) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "payload": payload,
+        "available_at": at,
+        "attempts": 0,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows whose dedupe key is not taken; returns how many went in."""
+    if not rows:
+        return 0
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    inserted = 0
+    for start in range(0, len(rows), 2000):
+        statement = (
+            dialect.insert(OutboxMessage.__table__)
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxMessage.__table__.c.id)
+        )
+        result = await session.execute(statement, rows[start : start + 2000])
+        inserted += len(result.all())
+    return inserted
 
 
 def add_side_effect(session: AsyncSession, *, kind: str, payload: dict[str, Any], key: str) -> None:
@@ -134,35 +160,15 @@ class Email:
 
 
 async def queue_emails(session: AsyncSession, emails: Sequence[Email]) -> int:
-    """:func:`queue_email` for many at once: one look-up for the keys already queued, one insert for
-    the rest. Returns how many were queued."""
-    keys = {f"email:{email.dedupe_key}": email for email in emails}
-    if not keys:
-        return 0
-    existing: set[str] = set()
-    names = list(keys)
-    for start in range(0, len(names), 5000):
-        chunk = names[start : start + 5000]
-        existing.update(
-            await session.scalars(select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(chunk)))
+    """:func:`queue_email` for many at once, in one statement per 2,000; returns how many were new."""
+    at = now_utc()
+    rows = {
+        f"email:{e.dedupe_key}": _row(
+            "email", {"to": e.to, "subject": e.subject, "body": e.body}, f"email:{e.dedupe_key}", at
         )
-    stamp = now_utc()
-    rows = [
-        {
-            "kind": "email",
-            "dedupe_key": key,
-            "payload": {"to": email.to, "subject": email.subject, "body": email.body},
-            "available_at": stamp,
-            "attempts": 0,
-            "created_at": stamp,
-            "updated_at": stamp,
-        }
-        for key, email in keys.items()
-        if key not in existing
-    ]
-    if rows:
-        await session.execute(insert(OutboxMessage), rows)
-    return len(rows)
+        for e in emails
+    }
+    return await _insert_new(session, list(rows.values()))
 
 
 @handler("email")
