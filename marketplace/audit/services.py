@@ -49,6 +49,33 @@ async def record(
     return entry
 
 
+def system_record_row(
+    entity_type: str,
+    entity_id: int,
+    action: str,
+    at: datetime,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An audit record the system (no user) writes, as a row for a bulk insert of many at once."""
+    return {
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "action": action,
+        "from_state": from_state,
+        "to_state": to_state,
+        "reason": reason,
+        "via": "system",
+        "occurred_at": at,
+        "details": details or {},
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
 async def apply_transition(
     session: AsyncSession,
     *,

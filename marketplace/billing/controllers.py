@@ -18,7 +18,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marketplace.billing import inputs, payments, schemas, services, statements
+from marketplace.billing import inputs, payments, rules, schemas, services, statements
 from marketplace.billing.models import InvoiceStatus, PaymentStatus, Refund, RoyaltyReport
 from marketplace.billing.stripe_gateway import InvalidWebhook, verify_webhook
 from marketplace.clock import today
@@ -63,8 +63,9 @@ def _with_pdf_errors(parse: Callable[[], T], upload: Upload | None, field: str, 
     return parsed
 
 
-def _base(overview: services.BillingOverview) -> RoyaltyBase:
-    return overview.royalty.base if overview.royalty is not None else RoyaltyBase.SALES
+async def _base(db_session: AsyncSession, request: Request, contract_id: int) -> RoyaltyBase:
+    """What the contract's royalty is reported on (a contract without royalties refuses any report later)."""
+    return await services.royalty_base(db_session, current(request), contract_id) or RoyaltyBase.SALES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,12 +89,13 @@ class ContractBillingController(Controller):
         exc: ValidationFailed | None = None,
     ) -> Template:
         overview = await services.overview(db_session, current(request), contract_id, settings)
+        base = overview.royalty.base if overview.royalty is not None else RoyaltyBase.SALES
         context = {
             "o": overview,
             "contract": overview.contract,
             "form": form or {"client_report_id": uuid.uuid4().hex, "first_revenue_on": today().isoformat()},
-            "base_label": "数量（件）" if _base(overview) is RoyaltyBase.UNITS else f"{_base(overview).label}（元）",
-            "units": _base(overview) is RoyaltyBase.UNITS,
+            "base_label": "数量（件）" if base is RoyaltyBase.UNITS else f"{base.label}（元）",
+            "units": base is RoyaltyBase.UNITS,
             "errors": {},
             "report_days": settings.royalty_report_days,
             "period_options": [("", "请选择")]
@@ -121,13 +123,11 @@ class ContractBillingController(Controller):
     ) -> Template | Redirect:
         data = await form_data(request)
         values = {key: str(value) for key, value in data.items() if isinstance(value, str)}
-        overview = await services.overview(db_session, current(request), contract_id, settings)
+        base = await _base(db_session, request, contract_id)
         try:
             attachment = await _upload(data, "attachment")
             parsed = _with_pdf_errors(
-                lambda: inputs.parse_report(
-                    values, base=_base(overview), yuan=_base(overview) is not RoyaltyBase.UNITS
-                ),
+                lambda: inputs.parse_report(values, base=base, yuan=base is not RoyaltyBase.UNITS),
                 attachment,
                 "attachment",
                 settings,
@@ -166,10 +166,10 @@ async def _invoice_context(
         "invoice": invoice,
         "payments": await payments.list_payments(db_session, me, invoice_id=invoice.id),
         "is_payer": me.organisation_id == invoice.licensee_organisation_id,
-        "can_void": invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE)
+        "can_void": InvoiceStatus.VOID in rules.INVOICE_TRANSITIONS[invoice.status]
         and services.is_payee_admin(me, invoice.licensor_organisation_id),
         "stripe_enabled": settings.stripe_enabled,
-        "payable": invoice.status not in (InvoiceStatus.VOID, InvoiceStatus.PAID) and invoice.outstanding_fen > 0,
+        "payable": invoice.outstanding_fen > 0,
         "form": {"idempotency_key": uuid.uuid4().hex, "remitted_on": today().isoformat()},
         "errors": {},
     }
@@ -253,9 +253,7 @@ async def _payment_context(db_session: AsyncSession, request: Request, settings:
         "is_payer": me.organisation_id == payment.licensee_organisation_id,
         "payee_admin": payee_admin,
         "settings": settings,
-        "refundable_fen": payment.amount_fen
-        - payment.refunded_fen
-        - sum(r.amount_fen for r in refunds if r.status.value == "pending"),
+        "refundable_fen": await payments.refundable_fen(db_session, payment),
         "form": {},
         "errors": {},
     }
@@ -393,7 +391,7 @@ class RoyaltyReportApiController(Controller):
         """Report a royalty period (or correct it: a new version with a ``note``). 201 when recorded,
         200 with the first report when ``client_report_id`` was used before."""
         me = current(request)
-        overview = await services.overview(db_session, me, data.contract_id, settings)
+        base = await _base(db_session, request, data.contract_id)
         raw = {
             "period": data.period,
             "base_amount": data.base_amount,
@@ -402,7 +400,7 @@ class RoyaltyReportApiController(Controller):
             "note": data.note,
             "client_report_id": data.client_report_id or request.headers.get("idempotency-key", ""),
         }
-        parsed = inputs.parse_report(raw, base=_base(overview), yuan=False)
+        parsed = inputs.parse_report(raw, base=base, yuan=False)
         report, created = await services.submit_report(db_session, me, data.contract_id, parsed, settings)
         out = schemas.RoyaltyReportOut.of(report, await _period_key(db_session, report))
         return Response(out, status_code=201 if created else 200)

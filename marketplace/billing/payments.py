@@ -35,10 +35,12 @@ from marketplace.billing.models import (
     StripeEvent,
 )
 from marketplace.billing.services import (
+    UNPAID,
     credit_of,
     get_invoice,
     is_payee_admin,
     lock_contract,
+    lock_row,
     post,
     refresh_status,
     store_attachment,
@@ -239,7 +241,7 @@ async def oldest_unpaid_due(session: AsyncSession, contract_id: int) -> date | N
     return await session.scalar(
         select(func.min(Invoice.due_date)).where(
             Invoice.contract_id == contract_id,
-            Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE]),
+            Invoice.status.in_(UNPAID),
         )
     )
 
@@ -354,8 +356,7 @@ async def decide_transfer(
     _require_payee(actor, payment)
     if payment.method is not PaymentMethod.BANK_TRANSFER:
         raise Conflict("只有对公转账需要确认到账")
-    await lock_contract(session, payment.contract_id)
-    await session.refresh(payment)
+    await lock_row(session, payment)
     if payment.status is not PaymentStatus.DECLARED:
         raise Conflict(f"该付款已处理（{payment.status.label}）")
     if not confirm and not reason:
@@ -437,8 +438,7 @@ async def _create_intent(session: AsyncSession, message: OutboxMessage, settings
         return
     invoice = await session.get(Invoice, payment.invoice_id)
     assert invoice is not None
-    await lock_contract(session, payment.contract_id)
-    await session.refresh(payment)
+    await lock_row(session, payment)
     if payment.stripe_intent_id is not None or payment.status is not PaymentStatus.PENDING:
         return
     try:
@@ -522,8 +522,7 @@ async def _intent_event(session: AsyncSession, intent: dict[str, Any], new: Paym
     payment = await _payment_for_intent(session, intent)
     if payment is None:
         return "not_ours"
-    await lock_contract(session, payment.contract_id)
-    await session.refresh(payment)
+    await lock_row(session, payment)
     if payment.stripe_intent_id is None:
         # The webhook beat our own transaction that records the intent: the metadata names the payment.
         payment.stripe_intent_id = intent["id"]
@@ -567,8 +566,7 @@ async def _refund_event(session: AsyncSession, event_type: str, obj: dict[str, A
         refund = await session.scalar(select(Refund).where(Refund.stripe_refund_id == data.get("id")))
         if refund is None:
             continue
-        await lock_contract(session, refund.contract_id)
-        await session.refresh(refund)
+        await lock_row(session, refund)
         outcome = "applied" if await _settle_refund(session, refund, data.get("status"), None) else "stale"
     return outcome
 
@@ -617,8 +615,7 @@ async def _reconcile(sessionmaker: async_sessionmaker, settings: Settings, gatew
                 counts["requeued"] += 1
                 continue
             intent = await gateway.retrieve_payment_intent(payment.stripe_intent_id)
-            await lock_contract(session, payment.contract_id)
-            await session.refresh(payment)
+            await lock_row(session, payment)
             if await _apply_intent(
                 session, payment, intent.status, intent.amount_received, settings, action="reconciled"
             ):
@@ -634,8 +631,7 @@ async def _reconcile(sessionmaker: async_sessionmaker, settings: Settings, gatew
             refund = await session.get(Refund, refund_id)
             assert refund is not None and refund.stripe_refund_id is not None
             result = await gateway.retrieve_refund(refund.stripe_refund_id)
-            await lock_contract(session, refund.contract_id)
-            await session.refresh(refund)
+            await lock_row(session, refund)
             if await _settle_refund(session, refund, result.status, None):
                 counts["repaired"] += 1
     return counts
@@ -660,17 +656,10 @@ async def request_refund(
     remitted back by the licensor with the bank reference."""
     payment = await get_payment(session, actor, payment_id)
     _require_payee(actor, payment)
-    await lock_contract(session, payment.contract_id)
-    await session.refresh(payment)
+    await lock_row(session, payment)
     if not payment.status.received:
         raise Conflict("只有已到账的付款可以退款")
-    pending = sum(
-        r.amount_fen
-        for r in await session.scalars(
-            select(Refund).where(Refund.payment_id == payment.id, Refund.status == RefundStatus.PENDING)
-        )
-    )
-    refundable = payment.amount_fen - payment.refunded_fen - pending
+    refundable = await refundable_fen(session, payment)
     errors = []
     if data.amount_fen <= 0 or data.amount_fen > refundable:
         errors.append(
@@ -712,6 +701,16 @@ async def request_refund(
     return refund
 
 
+async def refundable_fen(session: AsyncSession, payment: Payment) -> int:
+    """What may still be given back: the payment less what was refunded or is being refunded."""
+    pending = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+            Refund.payment_id == payment.id, Refund.status == RefundStatus.PENDING
+        )
+    )
+    return payment.amount_fen - payment.refunded_fen - int(pending or 0)
+
+
 @handler("stripe.refund")
 async def _stripe_refund(session: AsyncSession, message: OutboxMessage, settings: Settings) -> None:
     refund = await session.get(Refund, message.payload["refund_id"])
@@ -719,8 +718,7 @@ async def _stripe_refund(session: AsyncSession, message: OutboxMessage, settings
         return
     payment = await session.get(Payment, refund.payment_id)
     assert payment is not None and payment.stripe_intent_id is not None
-    await lock_contract(session, refund.contract_id)
-    await session.refresh(refund)
+    await lock_row(session, refund)
     if refund.stripe_refund_id is not None or refund.status is not RefundStatus.PENDING:
         return
     try:

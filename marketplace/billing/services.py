@@ -24,7 +24,7 @@ from sqlalchemy.orm import lazyload, noload
 from marketplace.accounts.models import Organisation
 from marketplace.accounts.rules import Principal
 from marketplace.audit.models import AuditRecord
-from marketplace.audit.services import apply_transition, record
+from marketplace.audit.services import apply_transition, record, system_record_row
 from marketplace.billing import rules
 from marketplace.billing.models import (
     Account,
@@ -43,9 +43,9 @@ from marketplace.licensing import services as licensing
 from marketplace.licensing.models import ContractStatus, LicenceContract, ObligationKind, PaymentObligation
 from marketplace.money import format_yuan
 from marketplace.offers import rules as offer_rules
-from marketplace.offers.rules import Deferral, PayAfterUseTerms, RoyaltyTerms
+from marketplace.offers.rules import Deferral, PayAfterUseTerms, RoyaltyBase, RoyaltyTerms
 from marketplace.outbox.models import OutboxMessage
-from marketplace.outbox.services import handler
+from marketplace.outbox.services import Email, handler, queue_emails
 from marketplace.settings import Settings
 
 INVOICE_ENTITY = "invoice"
@@ -59,14 +59,10 @@ MONEY_LOADS = (
     lazyload(LicenceContract.patent),
     noload(LicenceContract.obligations),
 )
-#: Billing reads a contract's snapshot and its licensee (for the mail), never its offer, patent or plan
-#: through the relationships: loading those for a batch of contracts would be wasted work.
-BILLING_LOADS = (
-    lazyload(LicenceContract.offer),
-    lazyload(LicenceContract.patent),
-    lazyload(LicenceContract.licensor),
-    noload(LicenceContract.obligations),
-)
+#: Batches of contracts read their licensee (for the mail) but not the licensor either.
+BILLING_LOADS = (*MONEY_LOADS, lazyload(LicenceContract.licensor))
+#: Invoices that still wait for money.
+UNPAID = frozenset({InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,6 +86,12 @@ async def lock_contract(session: AsyncSession, contract_id: int) -> LicenceContr
     # look-ups of it (session.get) find it instead of querying again.
     session.info.setdefault("locked_contracts", {})[contract.id] = contract
     return contract
+
+
+async def lock_row(session: AsyncSession, row: Any) -> None:
+    """Lock the contract a payment, refund or invoice belongs to, then re-read the row under that lock."""
+    await lock_contract(session, row.contract_id)
+    await session.refresh(row)
 
 
 async def next_number(session: AsyncSession, series: str, year: int, *, count: int = 1) -> int:
@@ -524,23 +526,20 @@ async def _issue(session: AsyncSession, bills: Sequence[_Bill], *, on: date) -> 
         for name, legs, memo in journals:
             ledger_rows.extend(_ledger_rows(contract_id, name, legs, on, memo, stamp))
         audit_rows.append(
-            {
-                "entity_type": INVOICE_ENTITY,
-                "entity_id": invoice_id,
-                "action": "issued",
-                "to_state": row["status"].value,
-                "via": "system",
-                "occurred_at": stamp,
-                "details": {"number": number, "total_fen": row["total_fen"], "contract_id": contract_id},
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
+            system_record_row(
+                INVOICE_ENTITY,
+                invoice_id,
+                "issued",
+                stamp,
+                to_state=row["status"].value,
+                details={"number": number, "total_fen": row["total_fen"], "contract_id": contract_id},
+            )
         )
     await session.execute(insert(InvoiceLine.__table__), line_rows)
     if ledger_rows:
         await session.execute(insert(LedgerEntry.__table__), ledger_rows)
     await session.execute(insert(AuditRecord.__table__), audit_rows)
-    await _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp)
+    await _notify_invoices(session, bills, invoice_ids, invoices, settled)
     return invoice_ids
 
 
@@ -575,10 +574,16 @@ def _invoice_snapshot(contract: LicenceContract) -> dict[str, Any]:
     }
 
 
-async def _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp) -> None:
-    """Mail each licensee its new payment request (the keys name new invoices: no look-up needed)."""
+async def _notify_invoices(
+    session: AsyncSession,
+    bills: Sequence[_Bill],
+    invoice_ids: Sequence[int],
+    invoices: Sequence[dict[str, Any]],
+    settled: Sequence[tuple[_Bill, list[DraftLine], int, int]],
+) -> None:
+    """Mail each licensee its new payment request, in one statement for the batch."""
     recipients = await licensing.party_emails_for(session, [bill.contract.licensee for bill in bills])
-    rows = []
+    emails = []
     for bill, invoice_id, row, (_, lines, _, _) in zip(bills, invoice_ids, invoices, settled, strict=True):
         number, total = row["number"], row["total_fen"]
         if total <= 0:
@@ -591,20 +596,11 @@ async def _notify_invoices(session, bills, invoice_ids, invoices, settled, stamp
             + f"合计：¥{format_yuan(total)}\n付款期限：{row['due_date']}\n"
             f"查看与支付：/invoices/{invoice_id}\n"
         )
-        for email in recipients[bill.contract.licensee_organisation_id]:
-            rows.append(
-                {
-                    "kind": "email",
-                    "dedupe_key": f"email:invoice:{invoice_id}:{email}",
-                    "payload": {"to": email, "subject": subject, "body": body},
-                    "available_at": stamp,
-                    "attempts": 0,
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
-            )
-    if rows:
-        await session.execute(insert(OutboxMessage.__table__), rows)
+        emails.extend(
+            Email(to, subject, body, f"invoice:{invoice_id}:{to}")
+            for to in recipients[bill.contract.licensee_organisation_id]
+        )
+    await queue_emails(session, emails)
 
 
 async def refresh_status(
@@ -651,6 +647,12 @@ class ReportInput:
 def _require_licensee(actor: Principal, contract: LicenceContract) -> None:
     if licensing.side_of(actor, contract) != "licensee":
         raise Forbidden("只有被许可方可以报告提成")
+
+
+async def royalty_base(session: AsyncSession, actor: Principal, contract_id: int) -> RoyaltyBase | None:
+    """What the contract's royalty is reported on (sales, profit, units …), or None without royalties."""
+    terms = royalty_terms(await licensing.get_for_party(session, actor, contract_id))
+    return terms.base if terms is not None else None
 
 
 async def royalty_items(session: AsyncSession, contract: LicenceContract) -> list[PaymentObligation]:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.accounts.models import Organisation
 from marketplace.audit.models import AuditRecord
+from marketplace.audit.services import system_record_row
 from marketplace.billing import rules
 from marketplace.billing.models import Invoice, InvoiceStatus, RoyaltyReport
 from marketplace.billing.services import (
@@ -24,6 +25,7 @@ from marketplace.billing.services import (
     CONTRACT_VIEW_COLUMNS,
     FIXED_KINDS,
     INVOICE_ENTITY,
+    UNPAID,
     bill_contracts,
     contract_view,
 )
@@ -134,18 +136,15 @@ async def _mark_overdue(session: AsyncSession, on: date, result: SweepResult) ->
         await session.execute(
             insert(AuditRecord.__table__),
             [
-                {
-                    "entity_type": INVOICE_ENTITY,
-                    "entity_id": invoice_id,
-                    "action": "overdue",
-                    "from_state": status.value,
-                    "to_state": InvoiceStatus.OVERDUE.value,
-                    "via": "system",
-                    "occurred_at": stamp,
-                    "details": {"on": on.isoformat()},
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                }
+                system_record_row(
+                    INVOICE_ENTITY,
+                    invoice_id,
+                    "overdue",
+                    stamp,
+                    from_state=status.value,
+                    to_state=InvoiceStatus.OVERDUE.value,
+                    details={"on": on.isoformat()},
+                )
                 for invoice_id, status in part
             ],
         )
@@ -155,7 +154,6 @@ async def _mark_overdue(session: AsyncSession, on: date, result: SweepResult) ->
 async def _defaults(session: AsyncSession, settings: Settings, on: date, result: SweepResult) -> None:
     """Contracts whose oldest unpaid invoice is overdue ``default_after_days`` or more go into default
     (audited) and their licensors are told, in bulk."""
-    unpaid = [InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID, InvoiceStatus.OVERDUE]
     threshold = on - timedelta(days=settings.default_after_days)
     owing = (
         select(
@@ -163,7 +161,7 @@ async def _defaults(session: AsyncSession, settings: Settings, on: date, result:
             func.min(Invoice.due_date).label("oldest"),
             func.sum(Invoice.total_fen - Invoice.paid_fen).label("outstanding"),
         )
-        .where(Invoice.status.in_(unpaid))
+        .where(Invoice.status.in_(UNPAID))
         .group_by(Invoice.contract_id)
         .having(func.min(Invoice.due_date) <= threshold)
         .subquery()
@@ -191,19 +189,16 @@ async def _defaults(session: AsyncSession, settings: Settings, on: date, result:
     await session.execute(
         insert(AuditRecord.__table__),
         [
-            {
-                "entity_type": licensing.ENTITY,
-                "entity_id": row.LicenceContract.id,
-                "action": "in_default",
-                "from_state": row.LicenceContract.status.value,
-                "to_state": "in_default",
-                "reason": f"付款逾期超过{settings.default_after_days}日（最早应付日 {row.oldest}）",
-                "via": "system",
-                "occurred_at": stamp,
-                "details": {"oldest_unpaid_due": row.oldest.isoformat(), "outstanding_fen": int(row.outstanding)},
-                "created_at": stamp,
-                "updated_at": stamp,
-            }
+            system_record_row(
+                licensing.ENTITY,
+                row.LicenceContract.id,
+                "in_default",
+                stamp,
+                from_state=row.LicenceContract.status.value,
+                to_state="in_default",
+                reason=f"付款逾期超过{settings.default_after_days}日（最早应付日 {row.oldest}）",
+                details={"oldest_unpaid_due": row.oldest.isoformat(), "outstanding_fen": int(row.outstanding)},
+            )
             for row in rows
         ],
     )

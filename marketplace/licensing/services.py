@@ -35,7 +35,7 @@ from marketplace.licensing.models import (
 )
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
-from marketplace.outbox.services import Email, add_email, add_side_effect, periodic, queue_email, queue_emails
+from marketplace.outbox.services import Email, add_email, add_side_effect, periodic, queue_emails
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import LegalStatus, Patent
 
@@ -758,11 +758,10 @@ async def _email_parties(
     only_organisation_id: int | None = None,
 ) -> None:
     for organisation in (contract.licensor, contract.licensee):
-        if only_organisation_id is not None and organisation.id != only_organisation_id:
-            continue
-        for email in await party_emails(session, organisation):
-            key = f"contract:{contract.id}:{event}:{email}"
-            await queue_email(session, to=email, subject=subject, body=body, dedupe_key=key)
+        if only_organisation_id is None or organisation.id == only_organisation_id:
+            await email_organisation(
+                session, organisation, subject=subject, body=body, key=f"contract:{contract.id}:{event}"
+            )
 
 
 async def cancel_termination(session: AsyncSession, *, actor: Principal, contract_id: int) -> LicenceContract:
