@@ -17,13 +17,15 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
-import marketplace.billing.sweep  # noqa: F401  (registers the billing sweep with the worker)
+import marketplace.billing.sweep
+import marketplace.filings.services  # noqa: F401  (registers the filings refresh with the worker)
 from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession
 from marketplace.billing.controllers import ROUTES as BILLING_ROUTES
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
+from marketplace.filings.controllers import ROUTES as FILING_ROUTES
 from marketplace.licensing.controllers import ROUTES as LICENSING_ROUTES
 from marketplace.offers.controllers import ROUTES as OFFER_ROUTES
 from marketplace.outbox.controllers import ROUTES as OUTBOX_ROUTES
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *BILLING_ROUTES,
             *CATALOGUE_ROUTES,
             *FILE_ROUTES,
+            *FILING_ROUTES,
             *OUTBOX_ROUTES,
             create_static_files_router(path="/static", directories=[PROJECT_ROOT / "static"], include_in_schema=False),
         ],

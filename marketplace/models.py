@@ -15,6 +15,13 @@ from marketplace.billing.models import (
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.db import metadata
 from marketplace.files.models import StoredFile
+from marketplace.filings.models import (
+    ContractFiling,
+    Discrepancy,
+    FilingBatch,
+    FilingBatchItem,
+    FilingImport,
+)
 from marketplace.licensing.models import (
     ContractNumberCounter,
     LicenceContract,
@@ -30,8 +37,13 @@ __all__ = [
     "ApiToken",
     "AuditRecord",
     "CatalogueEntry",
+    "ContractFiling",
     "ContractNumberCounter",
+    "Discrepancy",
     "DocumentCounter",
+    "FilingBatch",
+    "FilingBatchItem",
+    "FilingImport",
     "Invoice",
     "InvoiceLine",
     "LedgerEntry",

@@ -87,6 +87,7 @@ class Settings:
     royalty_report_days: int = 30
     #: An invoice overdue this many days puts the contract in default (违约).
     default_after_days: int = 60
+    filing_warning_days: int = 30
 
     @property
     def upload_dir(self) -> Path:
@@ -156,4 +157,5 @@ def load_settings() -> Settings:
         invoice_due_days=_env_int("INVOICE_DUE_DAYS", 15),
         royalty_report_days=_env_int("ROYALTY_REPORT_DAYS", 30),
         default_after_days=_env_int("DEFAULT_AFTER_DAYS", 60),
+        filing_warning_days=_env_int("FILING_WARNING_DAYS", 30),
     )

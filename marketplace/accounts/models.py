@@ -79,6 +79,9 @@ class Organisation(Base):
     enterprise_size: Mapped[EnterpriseSize | None] = mapped_column(enum_type(EnterpriseSize, "enterprise_size"))
     #: GB/T 4754 section letter (A–T).
     industry_code: Mapped[str | None] = mapped_column(String(1))
+    #: 技术合同认定登记 party nature code (单位性质, ``filings/data/party_natures.tsv``); universities and
+    #: institutes default to 022 / 021 when it is not set.
+    nature_code: Mapped[str | None] = mapped_column(String(3))
 
     users: Mapped[list[User]] = relationship(back_populates="organisation", lazy="noload")
     #: The verification state under the name ``audit.services.apply_transition`` expects.

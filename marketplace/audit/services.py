@@ -59,8 +59,10 @@ def system_record_row(
     to_state: str | None = None,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
+    actor: Principal | None = None,
 ) -> dict[str, Any]:
-    """An audit record the system (no user) writes, as a row for a bulk insert of many at once."""
+    """An audit record as a row for a bulk insert of many at once; written by the system unless an
+    ``actor`` (whose request caused the change) is given."""
     return {
         "entity_type": entity_type,
         "entity_id": entity_id,
@@ -68,7 +70,9 @@ def system_record_row(
         "from_state": from_state,
         "to_state": to_state,
         "reason": reason,
-        "via": "system",
+        "actor_user_id": actor.user_id if actor else None,
+        "actor_organisation_id": actor.organisation_id if actor else None,
+        "via": actor.via if actor else "system",
         "occurred_at": at,
         "details": details or {},
         "created_at": at,

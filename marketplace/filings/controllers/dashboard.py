@@ -1,0 +1,5 @@
+"""dashboard."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

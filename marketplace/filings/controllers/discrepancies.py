@@ -1,0 +1,5 @@
+"""discrepancies."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

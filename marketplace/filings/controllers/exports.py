@@ -1,0 +1,5 @@
+"""exports."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

@@ -1,0 +1,5 @@
+"""results."""
+
+from typing import Any
+
+ROUTES: list[Any] = []

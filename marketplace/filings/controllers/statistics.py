@@ -1,0 +1,5 @@
+"""statistics."""
+
+from typing import Any
+
+ROUTES: list[Any] = []
