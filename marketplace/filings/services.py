@@ -8,12 +8,13 @@ goes through :func:`move` (checked against ``rules.FILING_TRANSITIONS`` and audi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -184,20 +185,20 @@ async def move(session: AsyncSession, moves: Sequence[Move], *, actor: Principal
         if change.to_status not in rules.FILING_TRANSITIONS[change.from_status]:
             raise ValueError(f"filing {change.filing_id}: {change.from_status} → {change.to_status} is not allowed")
     at = now_utc()
-    table = ContractFiling.__table__
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    # Rows moving with the same values (e.g. a whole export chunk) share one UPDATE … WHERE id IN (…).
+    groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
     for change in moves:
-        values = {"status": change.to_status.value, **change.values, "updated_at": at}
-        groups.setdefault(tuple(sorted(values)), []).append({"_id": change.filing_id, **values})
-    for keys, rows in groups.items():
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("_id"))
-            .values({key: bindparam(key) for key in keys})
-            .execution_options(synchronize_session=False)
-        )
-        for start in range(0, len(rows), CHUNK):
-            await session.execute(statement, rows[start : start + CHUNK])
+        values = {"status": change.to_status, **change.values, "updated_at": at}
+        key = json.dumps(values, sort_keys=True, default=str)
+        groups.setdefault(key, (values, []))[1].append(change.filing_id)
+    for values, ids in groups.values():
+        for start in range(0, len(ids), CHUNK):
+            await session.execute(
+                update(ContractFiling)
+                .where(ContractFiling.id.in_(ids[start : start + CHUNK]))
+                .values(values)
+                .execution_options(synchronize_session=False)
+            )
     audit = [
         system_record_row(
             ENTITY,
