@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -33,6 +33,8 @@ from marketplace.patents.models import PatentType
 from marketplace.settings import Settings
 
 ENTITY = "contract_filing"
+#: Advisory lock key serialising refreshes on PostgreSQL ("filings" as an integer).
+REFRESH_LOCK = int.from_bytes(b"filings", "big")
 CHUNK = 2000
 _Licensor = aliased(Organisation, name="licensor_org")
 _Licensee = aliased(Organisation, name="licensee_org")
@@ -496,6 +498,9 @@ async def _remind(session: AsyncSession, settings: Settings, on: date) -> int:
 async def refresh(session: AsyncSession, settings: Settings, *, on: date | None = None) -> RefreshResult:
     """Bring every contract's filings up to date (idempotent; one transaction)."""
     on = on or today()
+    if session.get_bind().dialect.name == "postgresql":
+        # One refresh at a time (the worker's hourly run, an export, an import): each reads, then moves.
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK})
     result = RefreshResult(opened=await _open_missing(session))
     due = await _newly_effective(session)
     await move(session, due, actor=None, action="became_due")
