@@ -17,7 +17,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
-import marketplace.billing.sweep
+import marketplace.billing.sweep  # registers the billing sweep with the worker
 import marketplace.filings.services  # noqa: F401  (registers the filings refresh with the worker)
 from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession
