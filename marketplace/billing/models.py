@@ -207,6 +207,7 @@ class Payment(Base):
         Index("ix_payments_invoice", "invoice_id"),
         Index("ix_payments_contract", "contract_id"),
         Index("ix_payments_method_status", "method", "status"),
+        Index("ix_payments_received_at", "received_at"),
     )
 
     contract_id: Mapped[int] = mapped_column(ForeignKey("licence_contracts.id", ondelete="RESTRICT"))

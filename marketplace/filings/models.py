@@ -103,6 +103,7 @@ class ContractFiling(Base):
         UniqueConstraint("contract_id", "registry", name="uq_contract_filing_registry"),
         Index("ix_contract_filings_registry_status", "registry", "status"),
         Index("ix_contract_filings_status_due", "status", "due_on"),
+        Index("ix_contract_filings_registry_filed", "registry", "filed_on"),
     )
 
     contract_id: Mapped[int] = mapped_column(ForeignKey("licence_contracts.id", ondelete="RESTRICT"))

@@ -80,6 +80,7 @@ class LicenceContract(Base):
         Index("ix_contracts_licensee_status", "licensee_organisation_id", "status"),
         Index("ix_contracts_patent_status", "patent_id", "status"),
         Index("ix_contracts_status_end", "status", "end_date"),
+        Index("ix_contracts_signed_on", "signed_on"),
     )
 
     number: Mapped[str] = mapped_column(String(20), unique=True)

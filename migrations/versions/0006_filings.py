@@ -83,6 +83,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_contract_filings_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index('ix_contract_filings_registry_status', ['registry', 'status'], unique=False)
         batch_op.create_index('ix_contract_filings_status_due', ['status', 'due_on'], unique=False)
+        batch_op.create_index('ix_contract_filings_registry_filed', ['registry', 'filed_on'], unique=False)
 
     op.create_table('filing_batch_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -124,6 +125,13 @@ def upgrade() -> None:
     with op.batch_alter_table('filing_discrepancies', schema=None) as batch_op:
         batch_op.create_index('ix_discrepancies_status_severity', ['status', 'severity'], unique=False)
 
+    # Quarterly statistics read contracts by signing day and payments by the day they were received.
+    with op.batch_alter_table('licence_contracts', schema=None) as batch_op:
+        batch_op.create_index('ix_contracts_signed_on', ['signed_on'], unique=False)
+
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_index('ix_payments_received_at', ['received_at'], unique=False)
+
     with op.batch_alter_table('organisations', schema=None) as batch_op:
         batch_op.add_column(sa.Column('nature_code', sa.String(length=3), nullable=True))
 
@@ -135,6 +143,12 @@ def downgrade() -> None:
     with op.batch_alter_table('organisations', schema=None) as batch_op:
         batch_op.drop_column('nature_code')
 
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index('ix_payments_received_at')
+
+    with op.batch_alter_table('licence_contracts', schema=None) as batch_op:
+        batch_op.drop_index('ix_contracts_signed_on')
+
     with op.batch_alter_table('filing_discrepancies', schema=None) as batch_op:
         batch_op.drop_index('ix_discrepancies_status_severity')
 
@@ -144,6 +158,7 @@ def downgrade() -> None:
 
     op.drop_table('filing_batch_items')
     with op.batch_alter_table('contract_filings', schema=None) as batch_op:
+        batch_op.drop_index('ix_contract_filings_registry_filed')
         batch_op.drop_index('ix_contract_filings_status_due')
         batch_op.drop_index('ix_contract_filings_registry_status')
         batch_op.drop_index(batch_op.f('ix_contract_filings_batch_id'))
