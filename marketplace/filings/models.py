@@ -104,6 +104,7 @@ class ContractFiling(Base):
         Index("ix_contract_filings_registry_status", "registry", "status"),
         Index("ix_contract_filings_status_due", "status", "due_on"),
         Index("ix_contract_filings_registry_filed", "registry", "filed_on"),
+        Index("ix_contract_filings_registry_number", "registry", "number"),
     )
 
     contract_id: Mapped[int] = mapped_column(ForeignKey("licence_contracts.id", ondelete="RESTRICT"))

@@ -84,6 +84,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_contract_filings_registry_status', ['registry', 'status'], unique=False)
         batch_op.create_index('ix_contract_filings_status_due', ['status', 'due_on'], unique=False)
         batch_op.create_index('ix_contract_filings_registry_filed', ['registry', 'filed_on'], unique=False)
+        batch_op.create_index('ix_contract_filings_registry_number', ['registry', 'number'], unique=False)
 
     op.create_table('filing_batch_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -158,6 +159,7 @@ def downgrade() -> None:
 
     op.drop_table('filing_batch_items')
     with op.batch_alter_table('contract_filings', schema=None) as batch_op:
+        batch_op.drop_index('ix_contract_filings_registry_number')
         batch_op.drop_index('ix_contract_filings_registry_filed')
         batch_op.drop_index('ix_contract_filings_status_due')
         batch_op.drop_index('ix_contract_filings_registry_status')
