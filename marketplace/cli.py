@@ -59,6 +59,7 @@ def run(host: str | None, port: int | None) -> None:
 def worker() -> None:
     """Drain the outbox (emails, exports, provider calls) until interrupted."""
     import marketplace.billing.sweep  # registers the billing sweep and the Stripe outbox handlers
+    import marketplace.filings.exports  # the export renderer and the hourly filings refresh
     import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker

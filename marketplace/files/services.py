@@ -4,8 +4,10 @@ and deciding who may download a file."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -97,6 +99,70 @@ async def store_pdf(
         actor=actor,
         details={"purpose": purpose, "sha256": digest, "size_bytes": len(upload.content)},
     )
+    return stored
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _move_once(folder: Path, digest: str, source: Path) -> None:
+    """Move ``source`` to ``folder/digest`` (kept if already there); a reader never sees half a file."""
+    target = folder / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        source.unlink(missing_ok=True)
+        return
+    try:
+        os.replace(source, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    # Another filesystem: copy beside the target, then rename.
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".upload-")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    source.unlink(missing_ok=True)
+
+
+async def store_file_from_path(
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    organisation_id: int,
+    user_id: int | None,
+    purpose: str,
+    filename: str,
+    content_type: str,
+    path: Path,
+) -> StoredFile:
+    """Store a file the application wrote (e.g. an export) without reading it into memory: hashed
+    in blocks, then moved under the upload folder by its SHA-256 (``path`` is gone afterwards)."""
+    digest, size = await asyncio.to_thread(_hash_file, path)
+    await asyncio.to_thread(_move_once, settings.upload_dir, digest, path)
+    stored = StoredFile(
+        organisation_id=organisation_id,
+        uploaded_by_user_id=user_id,
+        purpose=purpose,
+        filename=_safe_filename(filename),
+        content_type=content_type,
+        size_bytes=size,
+        sha256=digest,
+    )
+    session.add(stored)
+    await session.flush()
     return stored
 
 
