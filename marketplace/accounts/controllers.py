@@ -37,6 +37,7 @@ AUDIT_ACTIONS = {
     "sign_up": "企业自助注册",
     "verify": "核验通过",
     "reject": "核验不通过",
+    "set_nature_code": "设置单位性质",
 }
 
 
@@ -375,6 +376,7 @@ class AdminEnterpriseController(Controller):
             "audit": await services.organisation_audit(db_session, organisation.id),
             "audit_actions": AUDIT_ACTIONS,
             "actions": rules.verification_actions(organisation.verification_status),
+            "nature_options": [("", "请选择"), *services.nature_choices(organisation.kind)],
             "form": form or {},
             "errors": {},
             **_organisation_labels(),
@@ -400,6 +402,18 @@ class AdminEnterpriseController(Controller):
         except ValidationFailed as exc:
             return await self._detail(request, db_session, organisation_id, exc, {"note": note})
         return Redirect(path=f"/admin/enterprises/{organisation_id}")
+
+    @post("/{organisation_id:int}/nature")
+    async def nature(self, request: Request, db_session: AsyncSession, organisation_id: int) -> Template | Redirect:
+        """Set the party nature code (单位性质) the technology-contract registration needs."""
+        code = str((await form_data(request)).get("nature_code", ""))
+        try:
+            await services.set_party_nature(
+                db_session, actor=current(request), organisation_id=organisation_id, nature_code=code
+            )
+        except ValidationFailed as exc:
+            return await self._detail(request, db_session, organisation_id, exc, {"nature_code": code})
+        return Redirect(path=f"/admin/enterprises/{organisation_id}#nature")
 
     @post("/{organisation_id:int}/reject")
     async def reject(

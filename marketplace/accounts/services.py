@@ -41,6 +41,7 @@ from marketplace.accounts.rules import (
 from marketplace.audit.services import AuditLine, apply_transition, record, trail
 from marketplace.clock import BUSINESS_TZ, now_utc
 from marketplace.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
+from marketplace.filings import codes
 from marketplace.outbox.services import queue_email
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.settings import Settings
@@ -793,6 +794,39 @@ async def reject_enterprise(
         session, settings=settings, actor=actor, organisation_id=organisation_id,
         to_state=VerificationStatus.REJECTED, note=text,
     )
+
+
+def nature_choices(kind: OrganisationKind) -> list[tuple[str, str]]:
+    """The party nature codes (单位性质) that fit an organisation kind, as (code, name)."""
+    return [(code, name) for code, name in codes.PARTY_NATURES.items() if codes.nature_fits_kind(kind, code)]
+
+
+async def set_party_nature(
+    session: AsyncSession, *, actor: Principal, organisation_id: int, nature_code: str
+) -> Organisation:
+    """The platform admin records an enterprise's party nature (单位性质), which the technology-contract
+    registration needs and enterprises have no default for."""
+    organisation = await get_enterprise(session, actor, organisation_id)
+    code = nature_code.strip()
+    if not code:
+        raise ValidationFailed.single("nature_code", "请选择单位性质", "required")
+    if code not in dict(nature_choices(organisation.kind)):
+        raise ValidationFailed.single("nature_code", "所选单位性质不在企业类代码表中", "invalid")
+    before = organisation.nature_code
+    if code == before:
+        return organisation
+    organisation.nature_code = code
+    previous = f"{before} {codes.PARTY_NATURES.get(before, '')}".strip() if before else "未设置"
+    await record(
+        session,
+        entity_type=ORGANISATION,
+        entity_id=organisation.id,
+        action="set_nature_code",
+        actor=actor,
+        reason=f"单位性质：{code} {codes.PARTY_NATURES[code]}（原：{previous}）",
+        details={"from": before, "to": code},
+    )
+    return organisation
 
 
 async def organisation_audit(session: AsyncSession, organisation_id: int) -> list[AuditLine]:

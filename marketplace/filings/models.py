@@ -122,6 +122,8 @@ class ContractFiling(Base):
     refusal_reasons: Mapped[str | None] = mapped_column(Text)
     recorded: Mapped[dict[str, Any]] = mapped_column(JsonB, default=dict)
     contract_value_fen: Mapped[int] = mapped_column(Money, default=0)
+    #: The last deadline notice mailed to the licensor ("approaching", "overdue").
+    deadline_notice: Mapped[str | None] = mapped_column(String(20))
 
 
 class FilingBatch(Base):

@@ -26,9 +26,9 @@ from marketplace.clock import business_date, now_utc, today
 from marketplace.filings import rules
 from marketplace.filings.models import ContractFiling, FilingStatus, RecordKind, Registry
 from marketplace.licensing.models import ContractStatus, EndReason, LicenceContract
-from marketplace.licensing.services import email_organisation
+from marketplace.licensing.services import party_emails_for
 from marketplace.offers import rules as offer_rules
-from marketplace.outbox.services import periodic_batches
+from marketplace.outbox.services import Email, periodic_batches, queue_emails
 from marketplace.patents.models import PatentType
 from marketplace.settings import Settings
 
@@ -237,6 +237,8 @@ class RefreshResult:
     cancellations: int = 0
     changes: int = 0
     reminders: int = 0
+    #: Reconciliation findings opened or reopened (``reconciliation.detect``).
+    discrepancies: int = 0
 
 
 def _effective_on(status: ContractStatus, activated_at: Any, start: date) -> date | None:
@@ -450,10 +452,13 @@ async def _changed(session: AsyncSession) -> list[Move]:
 
 
 async def _remind(session: AsyncSession, settings: Settings, on: date) -> int:
-    """Mail the licensor once when its licence filing deadline approaches and once when it passed."""
+    """Mail the licensor once when its licence filing deadline approaches and once when it passed
+    (``deadline_notice`` remembers the last notice, so each refresh only reads the filings owed one)."""
+    window_end = on + timedelta(days=settings.filing_warning_days)
     rows = (
         await session.execute(
             select(
+                ContractFiling.id,
                 ContractFiling.contract_id,
                 ContractFiling.due_on,
                 LicenceContract.number,
@@ -464,18 +469,22 @@ async def _remind(session: AsyncSession, settings: Settings, on: date) -> int:
                 ContractFiling.registry == Registry.LICENCE_FILING,
                 ContractFiling.status.in_(rules.UNFILED),
                 ContractFiling.number.is_(None),
-                ContractFiling.due_on <= on + timedelta(days=settings.filing_warning_days),
+                or_(
+                    and_(ContractFiling.due_on < on, ContractFiling.deadline_notice.is_distinct_from("overdue")),
+                    and_(ContractFiling.due_on <= window_end, ContractFiling.deadline_notice.is_(None)),
+                ),
             )
         )
     ).all()
     if not rows:
         return 0
-    organisations = {
-        org.id: org
-        for org in await session.scalars(select(Organisation).where(Organisation.id.in_({row[3] for row in rows})))
-    }
-    sent = 0
-    for contract_id, due_on, number, licensor_id in rows:
+    organisations = list(
+        await session.scalars(select(Organisation).where(Organisation.id.in_({row[4] for row in rows})))
+    )
+    addresses = await party_emails_for(session, organisations)
+    emails: list[Email] = []
+    notified: dict[str, list[int]] = {}
+    for filing_id, contract_id, due_on, number, licensor_id in rows:
         flag = rules.deadline_flag(due_on, on, settings.filing_warning_days)
         if flag is None:
             continue
@@ -488,18 +497,26 @@ async def _remind(session: AsyncSession, settings: Settings, on: date) -> int:
         else:
             subject = f"许可合同 {number} 的备案期限临近"
             body = f"许可合同 {number} 应于 {due_on.isoformat()} 前办理专利实施许可合同备案（合同生效后三个月内）。"
-        await email_organisation(
-            session, organisations[licensor_id], subject=subject, body=body, key=f"filing-deadline:{contract_id}:{flag}"
-        )
-        sent += 1
-    return sent
+        key = f"filing-deadline:{contract_id}:{flag}"
+        emails += [Email(to, subject, body, f"{key}:{to}") for to in addresses[licensor_id]]
+        notified.setdefault(flag, []).append(filing_id)
+    await queue_emails(session, emails)
+    for flag, ids in notified.items():
+        for start in range(0, len(ids), CHUNK):
+            await session.execute(
+                update(ContractFiling)
+                .where(ContractFiling.id.in_(ids[start : start + CHUNK]))
+                .values(deadline_notice=flag)
+                .execution_options(synchronize_session=False)
+            )
+    return sum(len(ids) for ids in notified.values())
 
 
-async def refresh(session: AsyncSession, settings: Settings, *, on: date | None = None) -> RefreshResult:
-    """Bring every contract's filings up to date (idempotent; one transaction)."""
-    on = on or today()
+async def sync(session: AsyncSession) -> RefreshResult:
+    """Open and move filings as their contracts took effect, ended or changed (what an export needs
+    before it selects; idempotent). Serialised on PostgreSQL by a transaction advisory lock."""
     if session.get_bind().dialect.name == "postgresql":
-        # One refresh at a time (the worker's hourly run, an export, an import): each reads, then moves.
+        # One at a time (the worker's hourly run, an export, an import): each reads, then moves.
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": REFRESH_LOCK})
     result = RefreshResult(opened=await _open_missing(session))
     due = await _newly_effective(session)
@@ -512,7 +529,17 @@ async def refresh(session: AsyncSession, settings: Settings, *, on: date | None 
     await move(session, changes, actor=None, action="change_due")
     result.became_due, result.not_required = len(due), len(not_required)
     result.cancellations, result.changes = len(cancellations) + len(rekinded), len(changes)
+    return result
+
+
+async def refresh(session: AsyncSession, settings: Settings, *, on: date | None = None) -> RefreshResult:
+    """:func:`sync`, then deadline notices to licensors and reconciliation (the hourly run; imports)."""
+    from marketplace.filings import reconciliation  # it reads contracts through load_facts here
+
+    on = on or today()
+    result = await sync(session)
     result.reminders = await _remind(session, settings, on)
+    result.discrepancies = (await reconciliation.detect(session, on)).raised
     return result
 
 

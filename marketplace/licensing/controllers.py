@@ -16,6 +16,7 @@ from marketplace import paging
 from marketplace.accounts.models import Organisation, VerificationStatus
 from marketplace.clock import today
 from marketplace.errors import ValidationFailed
+from marketplace.filings import reconciliation
 from marketplace.licensing import documents, rules, schemas, services
 from marketplace.licensing.models import ContractStatus, EndReason
 from marketplace.offers import services as offer_services
@@ -220,6 +221,10 @@ class ContractController(Controller):
             "trail": await services.audit_trail(db_session, contract.id),
             "audit_actions": AUDIT_ACTIONS,
             "held": contract.licensee.verification_status is not VerificationStatus.VERIFIED,
+            "filings": await reconciliation.contract_standing(db_session, contract.id),
+            "discrepancies": await reconciliation.contract_discrepancies(db_session, contract.id)
+            if me.is_platform_admin
+            else [],
             "form": form or {"end_date": today().isoformat(), "reason": ""},
             "errors": {},
         }

@@ -72,6 +72,7 @@ def upgrade() -> None:
     sa.Column('refusal_reasons', sa.Text(), nullable=True),
     sa.Column('recorded', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'cockroachdb').with_variant(advanced_alchemy.types.json.ORA_JSONB(), 'oracle').with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('contract_value_fen', sa.BigInteger(), nullable=False),
+    sa.Column('deadline_notice', sa.String(length=20), nullable=True),
     sa.Column('created_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('updated_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['batch_id'], ['filing_batches.id'], name=op.f('fk_contract_filings_batch_id_filing_batches'), ondelete='RESTRICT'),
