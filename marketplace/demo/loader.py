@@ -19,9 +19,11 @@ from marketplace.accounts.rules import Principal
 from marketplace.accounts.services import create_organisation, create_user, ensure_platform_organisation, principal_for
 from marketplace.billing import payments
 from marketplace.billing import services as billing
-from marketplace.clock import today
+from marketplace.clock import now_utc, today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.demo.inventory import patent_row, to_csv
+from marketplace.filings import exports
+from marketplace.filings import services as filings
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import LicenceContract
 from marketplace.offers import services as offers
@@ -228,6 +230,19 @@ async def _billing(session, licensee: Principal, settings: Settings) -> None:
     await payments.declare_transfer(session, licensee, invoice.id, transfer)
 
 
+async def _filings(session, admin: Principal, settings: Settings) -> None:
+    """The registries: every contract's filings are opened (the free licence, taken four months ago, is
+    past its licence filing deadline), and a licence filing export of the contracts in force waits for
+    the worker to render it."""
+    free = await session.scalar(
+        select(LicenceContract).where(LicenceContract.payment_mode == PaymentMode.FREE.value).limit(1)
+    )
+    await licensing.move_start(session, free, add_months(today(), -4))
+    free.activated_at = now_utc() - timedelta(days=122)
+    await filings.refresh(session, settings)
+    await exports.create_batch(session, admin, registry="licence_filing", file_format="xlsx")
+
+
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
     """Load the demo once. Returns the printable logins, or None if the demo was already there."""
     rng = random.Random(seed)
@@ -288,6 +303,7 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
                 logins += [f"{line} · {enterprise.name}{status}" for line in enterprise_logins]
             await _take_licences(session, licensees, rng)
             await _billing(session, licensees[0], settings)
+            await _filings(session, admin, settings)
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))

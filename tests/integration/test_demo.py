@@ -13,7 +13,7 @@ from marketplace.patents.models import LegalStatus, Patent, PatentType
 from marketplace.patents.rules import parse_application_number
 
 
-async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, engine):
+async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, engine, sessionmaker):
     logins = await load_demo(settings, seed=1)
     assert logins is not None and "admin@demo.cn" in logins
     assert (settings.data_dir / "demo-logins.txt").read_text().strip() == logins
@@ -60,6 +60,20 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     assert [line.amount_fen for line in lines] == [report.royalty_fen]
     [transfer] = (await db.scalars(select(Payment))).all()
     assert transfer.status is PaymentStatus.DECLARED and transfer.contract_id == by_mode["lump_sum"].id
+
+    # The registries: the free licence is past its filing deadline, and an export of the contracts in
+    # force awaits the worker.
+    from marketplace.filings.models import BatchStatus, ContractFiling, Discrepancy, DiscrepancyKind, FilingBatch
+    from marketplace.outbox.services import drain_once
+
+    assert await db.scalar(select(func.count()).select_from(ContractFiling)) == 2 * len(contracts)
+    overdue = await db.scalar(select(Discrepancy).where(Discrepancy.kind == DiscrepancyKind.MISSING_FILING))
+    assert overdue.contract_id == by_mode["free"].id
+    while await drain_once(sessionmaker, settings):
+        pass
+    [batch] = (await db.scalars(select(FilingBatch).execution_options(populate_existing=True))).all()
+    in_force = [c for c in contracts if c.status is ContractStatus.ACTIVE and c not in held]
+    assert batch.status is BatchStatus.READY and batch.contract_count == len(in_force) >= 2
 
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)
