@@ -81,14 +81,14 @@ async def test_two_batches_rendered_at_once_share_no_contract_and_miss_none(db, 
 async def test_renders_interleaving_chunk_by_chunk_skip_each_others_locked_contracts(
     db, sessionmaker, settings, monkeypatch
 ):
-    """Renders queue behind each other on the refresh's advisory lock; without it (refreshed
-    beforehand), they run side by side and the row locks alone must keep them apart."""
+    """Renders queue behind each other on the sync's advisory lock; without it (synced beforehand),
+    they run side by side and the row locks alone must keep them apart."""
     contracts, batch_ids = await _two_batches(db, sessionmaker, settings, 20)
 
-    async def already_refreshed(session, settings, **kwargs):
+    async def already_synced(session):
         return filings.RefreshResult()
 
-    monkeypatch.setattr(filings, "refresh", already_refreshed)
+    monkeypatch.setattr(filings, "sync", already_synced)
     # Small chunks, and each render waits after its first chunk until the other has taken one too:
     # both hold locks at the same time, so the second must skip the first's rows.
     monkeypatch.setattr(exports, "CHUNK", 3)
