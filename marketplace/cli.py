@@ -44,7 +44,10 @@ def run(host: str | None, port: int | None) -> None:
     """Serve the web application (the outbox worker runs in-process unless RUN_WORKER_IN_PROCESS=0)."""
     import uvicorn
 
+    from marketplace.runtime import tune_gc
+
     settings = load_settings()
+    tune_gc()
     uvicorn.run(
         "marketplace.app:create_app",
         factory=True,
@@ -63,8 +66,10 @@ def worker() -> None:
     import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker
+    from marketplace.runtime import tune_gc
 
     settings = load_settings()
+    tune_gc()
 
     async def _main() -> None:
         engine = make_engine(settings)

@@ -7,8 +7,10 @@ Every table inherits from :class:`Base` (advanced-alchemy's big-integer audit ba
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
 from advanced_alchemy.base import BigIntAuditBase, orm_registry
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
@@ -20,7 +22,8 @@ from advanced_alchemy.types import DateTimeUTC, JsonB
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy import BigInteger, Enum, event
+from sqlalchemy import BigInteger, Enum, any_, bindparam, event, insert
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from marketplace.settings import Settings
@@ -37,13 +40,35 @@ def enum_type(enum_cls: type[enum.Enum], name: str) -> Enum:
     return Enum(enum_cls, name=name, native_enum=False, values_callable=lambda e: [m.value for m in e], length=32)
 
 
-__all__ = ["Base", "DateTimeUTC", "JsonB", "Money", "enum_type", "make_alchemy_config", "make_engine", "metadata"]
+__all__ = [
+    "Base",
+    "DateTimeUTC",
+    "JsonB",
+    "Money",
+    "bulk_insert",
+    "enum_type",
+    "ids_in",
+    "make_alchemy_config",
+    "make_engine",
+    "metadata",
+]
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _json_text(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
+    # msgspec reads and writes JSON columns several times faster than the standard library, with the
+    # same dicts, lists, strings and numbers (and UTF-8 text instead of \u escapes); exports, imports
+    # and reconciliation handle one snapshot or record per contract.
+    common = {"json_deserializer": msgspec.json.decode, "json_serializer": _json_text}
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+        return common | {"connect_args": {"timeout": 30}}
+    return common | {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
 
 
 def _configure_sqlite(engine: AsyncEngine, explicit_transactions: bool) -> None:
@@ -125,3 +150,63 @@ class TransactionMiddleware(ASGIMiddleware):
             await send(message)
 
         await next_app(scope, receive, send_after_transaction)
+
+
+_UNSET = object()
+
+
+def ids_in(dialect_name: str, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids``: on PostgreSQL one array parameter (``= ANY``), so the statement is compiled
+    once and sent with one value instead of a thousand."""
+    if dialect_name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(list(ids))
+
+
+async def bulk_insert(session: Any, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows (dicts with the same keys) in the session's transaction.
+
+    On PostgreSQL the rows go through ``COPY`` (several times faster than a prepared insert per row,
+    for exports and refreshes that write hundreds of thousands of rows); each value passes through
+    the column type's bind processing first, exactly as an ``INSERT`` would. Elsewhere it is an
+    ordinary executemany. Columns left out get their server default, so callers give every column
+    that has only a Python-side default (``created_at``, JSON ``{}`` …).
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    missing = [
+        column.name
+        for column in table.columns
+        if column.name not in rows[0] and column.default is not None and not column.primary_key
+    ]
+    if missing:
+        raise ValueError(f"bulk_insert into {table.name}: give {', '.join(missing)} (Python-side defaults)")
+    connection = await session.connection()
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or dialect.driver != "asyncpg":
+        await session.execute(insert(table), list(rows))
+        return
+    processors = [column.type._cached_bind_processor(dialect) for column in columns]
+    # Rows of a batch share many values (the same timestamp, state, actor): each column remembers
+    # the last value it processed.
+    last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(names)
+
+    def processed(index: int, value: Any) -> Any:
+        process = processors[index]
+        if process is None:
+            return value
+        before, result = last[index]
+        if value is not before:
+            result = process(value)
+            last[index] = (value, result)
+        return result
+
+    records = [tuple(processed(index, row[name]) for index, name in enumerate(names)) for row in rows]
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy opens the database transaction with its first statement; the COPY must be in it.
+        await connection.exec_driver_sql("SELECT 1")
+    await driver.copy_records_to_table(table.name, records=records, columns=names)
