@@ -39,7 +39,7 @@ from bench.accept import _migrate, _recreate
 from bench.billing import SWEEP_MIX, _dsn, _pg_where, _rss_kb, seed
 from bench.report import machine
 from marketplace.clock import today
-from marketplace.db import make_sessionmaker
+from marketplace.db import make_engine, make_sessionmaker
 from marketplace.settings import PROJECT_ROOT, load_settings
 
 CONTRACTS = int(os.environ.get("BENCH_EXPORT_CONTRACTS", "150000"))
@@ -101,7 +101,7 @@ async def _refresh_worker(url: str) -> dict[str, Any]:
     from marketplace.filings import services as filings
 
     settings = replace(load_settings(), database_url=url)
-    engine = create_async_engine(url)
+    engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
     started = time.perf_counter()
     async with sessionmaker() as session, session.begin():
@@ -114,11 +114,20 @@ async def _refresh_worker(url: str) -> dict[str, Any]:
 async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, Any]:
     from marketplace.accounts.models import User
     from marketplace.accounts.services import principal_for
-    from marketplace.filings import exports
+    from marketplace.filings import exports, sheets
     from marketplace.filings.models import FilingBatch
 
+    # The XLSX writer process reports its own peak memory when it finishes.
+    writer_peaks: list[int] = []
+    finish = sheets.XlsxProcess.finish
+
+    async def finish_and_note(self: sheets.XlsxProcess) -> None:
+        await finish(self)
+        writer_peaks.append(self.peak_rss_kb or 0)
+
+    sheets.XlsxProcess.finish = finish_and_note  # type: ignore[method-assign]
     settings = replace(load_settings(), database_url=url)
-    engine = create_async_engine(url)
+    engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
     rss_before = _rss_kb("VmRSS")
     error = None
@@ -147,6 +156,8 @@ async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, 
         "rss_before_kb": rss_before,
         "peak_rss_kb": peak,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # The XLSX writer process; 0 for CSV (written in the export's own process).
+        "child_maxrss_kb": max(writer_peaks, default=0),
         "error": error,
     }
     if batch_id is not None and error is None:
@@ -165,6 +176,9 @@ async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, 
 
 
 def _worker_main() -> None:
+    from marketplace.runtime import tune_gc
+
+    tune_gc()  # as ``marketplace worker`` does
     parser = argparse.ArgumentParser(prog="python -m bench.filings")
     parser.add_argument("command", choices=["refresh", "export"])
     parser.add_argument("url")
@@ -261,8 +275,9 @@ def render(seed_seconds: float, refresh: dict[str, Any], runs: list[dict[str, An
         f"so in production it opens each contract's filings once, soon after acceptance) took "
         f"**{refresh['seconds']:.1f} s**, peak RSS {_mib(refresh['peak_rss_kb'])}.",
         "",
-        "| export | contracts | create | render | total | target | peak RSS | file | rows in file | SHA-256 |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---|",
+        "| export | contracts | create | render | total | target | peak RSS | writer process | file | rows in file "
+        "| SHA-256 |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for run in full + thirds:
         total = run["create_seconds"] + run["render_seconds"]
@@ -270,10 +285,21 @@ def render(seed_seconds: float, refresh: dict[str, Any], runs: list[dict[str, An
         lines.append(
             f"| {run['format'].upper()}{' (a third)' if run in thirds else ''} | {run['contracts']:,} | "
             f"{run['create_seconds']:.2f} s | {run['render_seconds']:.1f} s | **{total:.1f} s** | {target} | "
-            f"{_mib(run['peak_rss_kb'])} | {run['size_bytes'] / 1024 / 1024:.1f} MiB | {run['file_rows']:,} | "
+            f"{_mib(run['peak_rss_kb'])} | {_mib(run['child_maxrss_kb']) if run['child_maxrss_kb'] else '—'} | "
+            f"{run['size_bytes'] / 1024 / 1024:.1f} MiB | {run['file_rows']:,} | "
             f"{'matches the batch' if run['sha256_ok'] else 'MISMATCH'} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "Where the time goes (profiled on 2026-12-04, CSV): about 14 s of CPU in the export process (reading "
+        "and decoding the contracts' rows and snapshots, building the file rows and the items) and about 13 s "
+        "in PostgreSQL (the chunk queries 4 s, the `UPDATE`s 3.5 s, the items' `COPY` 3.4 s, the audit "
+        "`INSERT … SELECT` 2.5 s), mostly one after the other. An XLSX export adds the writer process "
+        "(XlsxWriter, about 17 s of CPU for 150,000 rows, then a few seconds compressing the sheet at the "
+        "end); it runs beside the export, but on this 2-core machine the three processes share two cores. "
+        "Peak RSS of the export process is reached while loading the application and stays there.",
+        "",
+    ]
     for file_format in ("csv", "xlsx"):
         big = next((r for r in full if r["format"] == file_format), None)
         small = next((r for r in thirds if r["format"] == file_format), None)
@@ -282,7 +308,12 @@ def render(seed_seconds: float, refresh: dict[str, Any], runs: list[dict[str, An
                 f"- {file_format.upper()}: peak RSS {_mib(small['peak_rss_kb'])} for {small['contracts']:,} contracts "
                 f"and {_mib(big['peak_rss_kb'])} for {big['contracts']:,} "
                 f"({big['peak_rss_kb'] / small['peak_rss_kb']:.2f}× the memory for "
-                f"{big['contracts'] / max(1, small['contracts']):.1f}× the contracts)."
+                f"{big['contracts'] / max(1, small['contracts']):.1f}× the contracts)"
+                + (
+                    f"; the writer process {_mib(small['child_maxrss_kb'])} and {_mib(big['child_maxrss_kb'])}."
+                    if big["child_maxrss_kb"]
+                    else "."
+                )
             )
     return "\n".join(lines)
 

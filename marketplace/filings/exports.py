@@ -3,17 +3,17 @@ registration (技术合同认定登记), as CSV or XLSX.
 
 An export is an immutable :class:`FilingBatch`. Creating one only records the selection and queues
 ``filings.render_batch``; the worker renders it in one transaction: it syncs every contract's
-standing (``services.sync``), takes the selected due or refused filings ``FOR UPDATE SKIP LOCKED`` (so two exports never
-share a contract) in chunks ordered by contract number, writes one :class:`FilingBatchItem` per
-contract (the values exported, or why it was held back), moves the exported filings to ``exported``
-and streams the rows into a file, which is hashed and stored by its SHA-256. Memory stays flat
-whatever the number of contracts. Column mapping: docs/filings.md.
-"""
+standing (``services.sync``), takes the selected due or refused filings ``FOR UPDATE SKIP LOCKED``
+(so two exports never share a contract) in chunks ordered by contract number, streams the rows into
+a file (``sheets``: XLSX is formatted by a child process), writes one :class:`FilingBatchItem` per
+contract (the values exported, or why it was held back) and moves the exported filings to
+``exported``; the file is hashed and stored by its SHA-256, and ``filings.reconcile_batch`` is queued
+for the batch's contracts. Memory stays flat whatever the number of contracts. Column mapping:
+docs/filings.md."""
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 import re
 import tempfile
@@ -21,16 +21,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
-import openpyxl
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -40,10 +35,11 @@ from marketplace.accounts.services import principal_for
 from marketplace.audit.services import apply_transition, record
 from marketplace.billing.services import next_number
 from marketplace.clock import now_utc, today
+from marketplace.db import bulk_insert
 from marketplace.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from marketplace.files.models import StoredFile
 from marketplace.files.services import store_file_from_path
-from marketplace.filings import rules, services
+from marketplace.filings import reconciliation, rules, services, sheets
 from marketplace.filings.models import (
     BatchStatus,
     ContractFiling,
@@ -61,6 +57,7 @@ from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.settings import Settings
 
 RENDER_BATCH = "filings.render_batch"
+RECONCILE_BATCH = "filings.reconcile_batch"
 ENTITY = "filing_batch"
 FILE_PURPOSE = "filing_export"
 NUMBER_SERIES = "filing_export"
@@ -172,91 +169,26 @@ def unknown_numbers_error(unknown: Sequence[str]) -> FieldError:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing the file: rows go out as they come, every cell text
+# Writing the file (sheets.py): rows go out as they come, every cell text
 # ---------------------------------------------------------------------------------------------
 
 
-class RowWriter(Protocol):
-    def write(self, rows: Iterable[Sequence[str]]) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def abort(self) -> None: ...
-
-
-class CsvWriter:
-    """UTF-8 with a BOM (so Excel detects the encoding), CRLF, every cell quoted as text; values are
-    written verbatim (codes keep their leading zeros in the file)."""
-
-    def __init__(self, path: Path, headers: Sequence[str]) -> None:
-        self._handle = path.open("w", encoding="utf-8-sig", newline="")
-        self._csv = csv.writer(self._handle, quoting=csv.QUOTE_ALL)
-        self._csv.writerow(headers)
-
-    def write(self, rows: Iterable[Sequence[str]]) -> None:
-        self._csv.writerows(rows)
-
-    def finish(self) -> None:
-        self._handle.close()
-
-    def abort(self) -> None:
-        self._handle.close()
-
-
-class XlsxWriter:
-    """A write-only workbook (rows are streamed to disk, strings inline): a bold header row, frozen,
-    and every cell a text cell — including values that look like formulas or error codes."""
-
-    def __init__(self, path: Path, headers: Sequence[str], title: str) -> None:
-        self._path = path
-        self._book = openpyxl.Workbook(write_only=True)
-        self._sheet = self._book.create_sheet(title)
-        for index, header in enumerate(headers, start=1):
-            self._sheet.column_dimensions[get_column_letter(index)].width = min(40, max(12, 2 * len(header) + 2))
-        self._sheet.freeze_panes = "A2"
-        bold = Font(bold=True)
-        cells = []
-        for header in headers:
-            cell = WriteOnlyCell(self._sheet, value=header)
-            cell.font = bold
-            cells.append(cell)
-        self._sheet.append(cells)
-
-    def _cell(self, value: str) -> Any:
-        value = ILLEGAL_CHARACTERS_RE.sub("", value)
-        if value.startswith("=") or value in ERROR_CODES:
-            cell = WriteOnlyCell(self._sheet, value=value)
-            cell.data_type = "s"
-            return cell
-        return value
-
-    def write(self, rows: Iterable[Sequence[str]]) -> None:
-        for row in rows:
-            self._sheet.append([self._cell(value) for value in row])
-
-    def finish(self) -> None:
-        self._book.save(self._path)
-
-    def abort(self) -> None:
-        self._book.close()
-
-
-def open_writer(file_format: ExportFormat, path: Path, registry: Registry) -> RowWriter:
-    headers = rules.headers(registry)
+def _file(file_format: ExportFormat, path: Path, registry: Registry) -> sheets.RowFile:
     if file_format is ExportFormat.CSV:
-        return CsvWriter(path, headers)
-    return XlsxWriter(path, headers, registry.short_label)
+        return sheets.CsvFile(path, rules.headers(registry))
+    return sheets.XlsxFile(path, rules.headers(registry), registry.short_label)
+
+
+async def open_writer(file_format: ExportFormat, path: Path, registry: Registry) -> sheets.RowWriter:
+    """Where a render writes: CSV in a thread, XLSX in a child process (see sheets.py)."""
+    if file_format is ExportFormat.CSV:
+        return sheets.ThreadedWriter(await asyncio.to_thread(_file, file_format, path, registry))
+    return await sheets.XlsxProcess.start(path, rules.headers(registry), registry.short_label)
 
 
 def write_file(file_format: ExportFormat, path: Path, registry: Registry, rows: Iterable[Sequence[str]]) -> None:
-    """The whole file at once (header and rows), as a render writes it."""
-    writer = open_writer(file_format, path, registry)
-    try:
-        writer.write(rows)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.finish()
+    """The whole file at once (header and rows), in this process, as a render writes it."""
+    sheets.write_whole(_file(file_format, path, registry), rows)
 
 
 def file_names(batch: FilingBatch) -> tuple[str, str]:
@@ -401,22 +333,24 @@ class Rendered:
 
 
 async def _export_contracts(
-    session: AsyncSession, batch: FilingBatch, actor: Principal | None, writer: RowWriter
+    session: AsyncSession, batch: FilingBatch, actor: Principal | None, writer: sheets.RowWriter
 ) -> Rendered:
     counts = Rendered()
     after = ""
+    # Plain rows, no ORM entities: read on the connection, without the ORM's result processing.
+    connection = await session.connection()
     while True:
-        rows = (await session.execute(_candidates(batch, after))).all()
+        rows = (await connection.execute(_candidates(batch, after))).all()
         if not rows:
             return counts
         after = rows[-1][1]
         at = now_utc()
         items: list[dict[str, Any]] = []
         lines: list[list[str]] = []
-        moves: list[services.Move] = []
+        exported: list[int] = []
         for row in rows:
             facts = services.facts_from_row(row)
-            filing_id, status, kind, number, licence_number = row[-5:]
+            filing_id, _status, kind, number, licence_number = row[-5:]
             item = {
                 "batch_id": batch.id,
                 "contract_id": facts.contract_id,
@@ -432,20 +366,22 @@ async def _export_contracts(
                 continue
             item["values"] = rules.recorded_values(batch.registry, facts)
             lines.append(_file_row(batch.registry, facts, kind, number, licence_number))
-            moves.append(
-                services.Move(
-                    filing_id,
-                    status,
-                    FilingStatus.EXPORTED,
-                    f"导出批次 {batch.number}",
-                    {"batch_id": batch.id},
-                    {"batch_id": batch.id, "batch_number": batch.number, "record_kind": kind.value},
-                )
-            )
-        counts.exported += len(moves)
-        await session.execute(insert(FilingBatchItem.__table__), items)
-        await services.move(session, moves, actor=actor, action="exported")
-        await asyncio.to_thread(writer.write, lines)
+            exported.append(filing_id)
+        counts.exported += len(exported)
+        # The file's rows first: the XLSX writer process formats them while the database records them.
+        await writer.write(lines)
+        await bulk_insert(session, FilingBatchItem.__table__, items)
+        await services.move_in_database(
+            session,
+            exported,
+            from_statuses=rules.EXPORTABLE,
+            to_status=FilingStatus.EXPORTED,
+            values={"batch_id": batch.id},
+            actor=actor,
+            action="exported",
+            reason=f"导出批次 {batch.number}",
+            details={"batch_id": batch.id, "batch_number": batch.number},
+        )
         if len(rows) < CHUNK:
             return counts
 
@@ -483,13 +419,13 @@ async def render_batch(session: AsyncSession, settings: Settings, batch_id: int)
 
     path = await asyncio.to_thread(_temporary_file, settings.upload_dir)
     try:
-        writer = open_writer(batch.file_format, path, batch.registry)
+        writer = await open_writer(batch.file_format, path, batch.registry)
         try:
             counts = await _export_contracts(session, batch, actor, writer)
         except BaseException:
-            writer.abort()
+            await writer.abort()
             raise
-        await asyncio.to_thread(writer.finish)
+        await writer.finish()
         ascii_name, _ = file_names(batch)
         stored = await store_file_from_path(
             session,
@@ -522,12 +458,28 @@ async def render_batch(session: AsyncSession, settings: Settings, batch_id: int)
             "size_bytes": stored.size_bytes,
         },
     )
+    # The findings on the exported contracts (overdue, refused and not re-exported …) are brought up to
+    # date by the worker right after this commits, so the export itself stays as short as it can be.
+    await enqueue(
+        session, kind=RECONCILE_BATCH, payload={"batch_id": batch.id}, dedupe_key=f"{RECONCILE_BATCH}:{batch.id}"
+    )
     return batch
 
 
 @handler(RENDER_BATCH)
 async def _render_message(session: AsyncSession, message: OutboxMessage, settings: Settings) -> None:
     await render_batch(session, settings, int(message.payload["batch_id"]))
+
+
+async def reconcile_batch(session: AsyncSession, batch_id: int) -> reconciliation.DetectResult:
+    """Reconcile the contracts a batch exported or held back."""
+    items = select(FilingBatchItem.contract_id).where(FilingBatchItem.batch_id == batch_id)
+    return await reconciliation.detect(session, contract_ids=list(await session.scalars(items)))
+
+
+@handler(RECONCILE_BATCH)
+async def _reconcile_message(session: AsyncSession, message: OutboxMessage, settings: Settings) -> None:
+    await reconcile_batch(session, int(message.payload["batch_id"]))
 
 
 async def export_now(

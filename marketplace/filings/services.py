@@ -12,9 +12,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, text, update
+import msgspec
+from sqlalchemy import BigInteger, and_, exists, func, insert, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -23,6 +25,7 @@ from marketplace.accounts.rules import Principal
 from marketplace.audit.models import AuditRecord
 from marketplace.audit.services import system_record_row
 from marketplace.clock import business_date, now_utc, today
+from marketplace.db import DateTimeUTC, bulk_insert, ids_in
 from marketplace.filings import rules
 from marketplace.filings.models import ContractFiling, FilingStatus, RecordKind, Registry
 from marketplace.licensing.models import ContractStatus, EndReason, LicenceContract
@@ -36,6 +39,8 @@ ENTITY = "contract_filing"
 #: Advisory lock key serialising refreshes on PostgreSQL ("filings" as an integer).
 REFRESH_LOCK = int.from_bytes(b"filings", "big")
 CHUNK = 2000
+#: Filings opened or moved by one sync beyond which their table's statistics are refreshed at once.
+ANALYZE_AFTER = 10_000
 _Licensor = aliased(Organisation, name="licensor_org")
 _Licensee = aliased(Organisation, name="licensee_org")
 
@@ -115,11 +120,22 @@ def _value(terms: offer_rules.FeeTerms, row: Sequence[Any]) -> int:
     )
 
 
+@lru_cache(maxsize=4096)
+def _terms_of(encoded: bytes) -> offer_rules.FeeTerms:
+    return offer_rules.terms_from_json(msgspec.json.decode(encoded))
+
+
+def fee_terms_of(snapshot: dict[str, Any]) -> offer_rules.FeeTerms:
+    """The contract's fee terms. Contracts of one offer share them, so each distinct set is parsed
+    once (the terms are immutable)."""
+    return _terms_of(msgspec.json.encode(snapshot["terms"]["fee_terms"]))
+
+
 def facts_from_row(row: Sequence[Any]) -> rules.ContractFacts:
     snapshot = row[9]
     terms_json = snapshot["terms"]
     patent = snapshot["patent"]
-    terms = offer_rules.terms_from_json(terms_json["fee_terms"])
+    terms = fee_terms_of(snapshot)
     stored_value = row[10]
     # A licence that waits on its first revenue has its plan (and value) fixed only once it is known.
     value = stored_value if stored_value is not None and not offer_rules.is_pay_after_use(terms) else _value(terms, row)
@@ -188,16 +204,23 @@ async def move(session: AsyncSession, moves: Sequence[Move], *, actor: Principal
             raise ValueError(f"filing {change.filing_id}: {change.from_status} → {change.to_status} is not allowed")
     at = now_utc()
     # Rows moving with the same values (e.g. a whole export chunk) share one UPDATE … WHERE id IN (…).
+    # Moves built with one shared ``values`` dict need its key computed once.
     groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    keys: dict[tuple[FilingStatus, int], str] = {}
     for change in moves:
-        values = {"status": change.to_status, **change.values, "updated_at": at}
-        key = json.dumps(values, sort_keys=True, default=str)
-        groups.setdefault(key, (values, []))[1].append(change.filing_id)
+        known = (change.to_status, id(change.values))
+        key = keys.get(known)
+        if key is None:
+            values = {"status": change.to_status, **change.values, "updated_at": at}
+            key = keys[known] = json.dumps(values, sort_keys=True, default=str)
+            groups.setdefault(key, (values, []))
+        groups[key][1].append(change.filing_id)
+    dialect = (await session.connection()).dialect.name
     for values, ids in groups.values():
         for start in range(0, len(ids), CHUNK):
             await session.execute(
                 update(ContractFiling)
-                .where(ContractFiling.id.in_(ids[start : start + CHUNK]))
+                .where(ids_in(dialect, ContractFiling.id, ids[start : start + CHUNK]))
                 .values(values)
                 .execution_options(synchronize_session=False)
             )
@@ -216,12 +239,95 @@ async def move(session: AsyncSession, moves: Sequence[Move], *, actor: Principal
         for change in moves
     ]
     for start in range(0, len(audit), CHUNK):
-        await session.execute(insert(AuditRecord.__table__), audit[start : start + CHUNK])
-    # Rows loaded earlier in this session must not keep their old state.
-    for change in moves:
-        loaded = session.identity_map.get(session.identity_key(ContractFiling, change.filing_id))  # type: ignore[arg-type]
-        if loaded is not None:
+        await bulk_insert(session, AuditRecord.__table__, audit[start : start + CHUNK])
+    _expire_loaded(session, [change.filing_id for change in moves])
+
+
+def _expire_loaded(session: AsyncSession, filing_ids: Iterable[int]) -> None:
+    """Rows loaded earlier in this session must not keep their old state."""
+    moved = set(filing_ids)
+    for key in list(session.identity_map.keys()):
+        if key[0] is ContractFiling and key[1][0] in moved and (loaded := session.identity_map.get(key)) is not None:
             session.expire(loaded)
+
+
+def _json_object(dialect: str, pairs: dict[str, Any]) -> Any:
+    arguments = [part for key, value in pairs.items() for part in (literal(key), value)]
+    return func.jsonb_build_object(*arguments) if dialect == "postgresql" else func.json_object(*arguments)
+
+
+async def move_in_database(
+    session: AsyncSession,
+    filing_ids: Sequence[int],
+    *,
+    from_statuses: Iterable[FilingStatus],
+    to_status: FilingStatus,
+    values: dict[str, Any],
+    actor: Principal | None,
+    action: str,
+    reason: str,
+    details: dict[str, str | int],
+) -> None:
+    """:func:`move` for many filings that take one transition with the same values (an export's
+    chunk), with the audit rows written by the database from the rows themselves (each filing's
+    state before and record kind), not built one by one here. Every filing must be in one of
+    ``from_statuses`` (the caller holds them locked); if one is not, nothing is written."""
+    sources = frozenset(from_statuses)
+    for status in sources:
+        if to_status not in rules.FILING_TRANSITIONS[status]:
+            raise ValueError(f"filings: {status} → {to_status} is not allowed")
+    if not filing_ids:
+        return
+    connection = await session.connection()
+    dialect = connection.dialect.name
+    at = now_utc()
+    chosen = and_(ids_in(dialect, ContractFiling.id, filing_ids), ContractFiling.status.in_(sources))
+    audit = select(
+        literal(ENTITY),
+        ContractFiling.id,
+        literal(action),
+        ContractFiling.status,
+        literal(to_status.value),
+        literal(reason),
+        literal(actor.user_id if actor else None, BigInteger),
+        literal(actor.organisation_id if actor else None, BigInteger),
+        literal(actor.via if actor else "system"),
+        literal(at, DateTimeUTC(timezone=True)),
+        _json_object(
+            dialect,
+            {key: literal(value) for key, value in details.items()} | {"record_kind": ContractFiling.record_kind},
+        ),
+        literal(at, DateTimeUTC(timezone=True)),
+        literal(at, DateTimeUTC(timezone=True)),
+    ).where(chosen)
+    columns = [
+        "entity_type",
+        "entity_id",
+        "action",
+        "from_state",
+        "to_state",
+        "reason",
+        "actor_user_id",
+        "actor_organisation_id",
+        "via",
+        "occurred_at",
+        "details",
+        "created_at",
+        "updated_at",
+    ]
+    written = await connection.execute(insert(AuditRecord.__table__).from_select(columns, audit))
+    moved = await connection.execute(
+        update(ContractFiling.__table__)
+        .where(
+            ids_in(dialect, ContractFiling.__table__.c.id, filing_ids), ContractFiling.__table__.c.status.in_(sources)
+        )
+        .values({"status": to_status, **values, "updated_at": at})
+    )
+    if written.rowcount != len(filing_ids) or moved.rowcount != len(filing_ids):
+        raise RuntimeError(
+            f"filings: {len(filing_ids)} to move to {to_status}, but {moved.rowcount} were in {sorted(sources)}"
+        )
+    _expire_loaded(session, filing_ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +378,7 @@ async def _open_missing(session: AsyncSession) -> int:
         at = now_utc()
         rows = []
         for contract_id, status, activated_at, start, end, first_revenue_on, snapshot in missing:
-            terms = offer_rules.terms_from_json(snapshot["terms"]["fee_terms"])
+            terms = fee_terms_of(snapshot)
             value = rules.contract_value_fen(
                 terms,
                 start=start,
@@ -307,7 +413,7 @@ async def _open_missing(session: AsyncSession) -> int:
                         "updated_at": at,
                     }
                 )
-        await session.execute(insert(ContractFiling.__table__), rows)
+        await bulk_insert(session, ContractFiling.__table__, rows)
         opened += len(missing)
 
 
@@ -411,7 +517,7 @@ async def _rekind(session: AsyncSession, rows: list[tuple[int, str]]) -> None:
         )
         for filing_id, status in rows
     ]
-    await session.execute(insert(AuditRecord.__table__), audit)
+    await bulk_insert(session, AuditRecord.__table__, audit)
 
 
 async def _changed(session: AsyncSession) -> list[Move]:
@@ -529,6 +635,12 @@ async def sync(session: AsyncSession) -> RefreshResult:
     await move(session, changes, actor=None, action="change_due")
     result.became_due, result.not_required = len(due), len(not_required)
     result.cancellations, result.changes = len(cancellations) + len(rekinded), len(changes)
+    changed = result.opened + len(due) + len(not_required) + result.cancellations + result.changes
+    if changed >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+        # The planner must know at once that many filings are due: with the statistics of before (say,
+        # an empty table after a bulk load) an export's chunk query sorts every due filing per chunk —
+        # measured 124 s instead of 25 s for 150,000 contracts — until autovacuum analyses the table.
+        await session.execute(text("ANALYZE contract_filings"))
     return result
 
 

@@ -133,12 +133,28 @@ async def test_an_api_export_carries_every_due_contract_once_and_moves_it_to_exp
 
     moved = (
         await db.execute(
-            select(AuditRecord.from_state, AuditRecord.to_state, AuditRecord.actor_user_id).where(
-                AuditRecord.entity_type == "contract_filing", AuditRecord.action == "exported"
-            )
+            select(
+                AuditRecord.entity_id,
+                AuditRecord.from_state,
+                AuditRecord.to_state,
+                AuditRecord.actor_user_id,
+                AuditRecord.actor_organisation_id,
+                AuditRecord.via,
+                AuditRecord.reason,
+                AuditRecord.details,
+                AuditRecord.occurred_at,
+            ).where(AuditRecord.entity_type == "contract_filing", AuditRecord.action == "exported")
         )
     ).all()
-    assert len(moved) == len(MODES) and set(moved) == {("due", "exported", admin.user.id)}
+    assert len(moved) == len(MODES)
+    number = batch["number"]
+    for filing_id, *who, reason, details, occurred_at in moved:
+        filing = await db.get(ContractFiling, filing_id)
+        assert (filing.status, filing.batch_id) == (FilingStatus.EXPORTED, batch["id"])
+        assert who == ["due", "exported", admin.user.id, admin.user.organisation_id, "web"]
+        assert reason == f"导出批次 {number}"
+        assert details == {"batch_id": batch["id"], "batch_number": number, "record_kind": "new"}
+        assert occurred_at.tzinfo is not None and abs((occurred_at - filing.updated_at).total_seconds()) < 1
     created_audit = await db.scalar(
         select(AuditRecord).where(AuditRecord.entity_type == "filing_batch", AuditRecord.action == "created")
     )

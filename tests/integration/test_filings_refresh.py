@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from marketplace.accounts.models import Organisation
@@ -151,3 +152,32 @@ async def test_the_licensor_is_mailed_once_as_the_deadline_approaches_and_once_w
     subjects = sorted(m.subject for m in mail if "备案" in m.subject)
     number = item.contract.number
     assert subjects == [f"许可合同 {number} 已超过备案期限", f"许可合同 {number} 的备案期限临近"]
+
+
+async def test_a_bulk_move_of_a_filing_not_in_the_expected_state_writes_nothing(db, settings, sessionmaker):
+    from marketplace.filings import services as filings
+
+    first = await licence(db, fee_terms={"mode": "free"})
+    second = await licence(db, fee_terms={"mode": "free"})
+    await refreshed(db, settings)
+    due, other = await filing_of(db, first.contract.id), await filing_of(db, second.contract.id)
+    other.status = FilingStatus.NOT_REQUIRED
+    await db.commit()
+    due_id, other_id, contract_id = due.id, other.id, first.contract.id
+
+    arguments = {
+        "to_status": FilingStatus.EXPORTED,
+        "values": {},
+        "actor": None,
+        "action": "exported",
+        "reason": "导出批次 FE2026000001",
+        "details": {"batch_number": "FE2026000001"},
+    }
+    with pytest.raises(RuntimeError, match="2 to move to exported, but 1 were in"):
+        async with sessionmaker() as session, session.begin():
+            await filings.move_in_database(session, [due_id, other_id], from_statuses=rules.EXPORTABLE, **arguments)
+    assert (await filing_of(db, contract_id)).status is FilingStatus.DUE
+    assert (await db.scalars(select(AuditRecord).where(AuditRecord.action == "exported"))).all() == []
+    # A transition the table forbids is refused before anything is read.
+    with pytest.raises(ValueError, match="not_required"):
+        await filings.move_in_database(db, [other_id], from_statuses=[FilingStatus.NOT_REQUIRED], **arguments)
