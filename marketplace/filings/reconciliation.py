@@ -12,12 +12,12 @@ Every status change is audited (entity ``filing_discrepancy``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -28,6 +28,7 @@ from marketplace.audit.models import AuditRecord
 from marketplace.audit.services import record, system_record_row
 from marketplace.billing.models import Payment, PaymentStatus
 from marketplace.clock import now_utc, today
+from marketplace.db import bulk_insert
 from marketplace.errors import FieldError, InvalidTransition, NotFound, ValidationFailed
 from marketplace.filings import codes, rules
 from marketplace.filings.models import (
@@ -402,12 +403,18 @@ def _party(values: Sequence[Any]) -> rules.Party:
     return rules.Party(org_id, name, kind, address, uscc, division, nature, verification is VerificationStatus.VERIFIED)
 
 
-def _in_chunk(column: Any, bounds: tuple[int, int]) -> Any:
-    """Contracts of the chunk by id range (cheaper than a long ``IN`` list)."""
-    return and_(column > bounds[0], column <= bounds[1])
+#: A chunk of contracts: an id range ``(after, last]`` (a full pass), or the chosen ids.
+Chunk = tuple[int, int] | list[int]
 
 
-async def _received(session: AsyncSession, bounds: tuple[int, int]) -> dict[int, int]:
+def _in_chunk(column: Any, chunk: Chunk) -> Any:
+    """Contracts of the chunk: by id range in a full pass (cheaper than a long ``IN`` list)."""
+    if isinstance(chunk, list):
+        return column.in_(chunk)
+    return and_(column > chunk[0], column <= chunk[1])
+
+
+async def _received(session: AsyncSession, bounds: Chunk) -> dict[int, int]:
     """Money received to date per contract (applied to invoices or kept as credit, less refunds)."""
     received = [status for status in PaymentStatus if status.received]
     rows = await session.execute(
@@ -418,7 +425,7 @@ async def _received(session: AsyncSession, bounds: tuple[int, int]) -> dict[int,
     return {contract_id: int(total or 0) for contract_id, total in rows}
 
 
-async def _stored(session: AsyncSession, bounds: tuple[int, int]) -> dict[Key, Stored]:
+async def _stored(session: AsyncSession, bounds: Chunk) -> dict[Key, Stored]:
     rows = await session.execute(
         select(
             Discrepancy.contract_id,
@@ -436,7 +443,7 @@ async def _stored(session: AsyncSession, bounds: tuple[int, int]) -> dict[Key, S
     return {(row[0], row[1], row[2]): Stored(*row[3:]) for row in rows}
 
 
-async def _filing_states(session: AsyncSession, bounds: tuple[int, int]) -> dict[int, list[FilingState]]:
+async def _filing_states(session: AsyncSession, bounds: Chunk) -> dict[int, list[FilingState]]:
     states: dict[int, list[FilingState]] = {}
     rows = await session.execute(
         select(
@@ -532,36 +539,48 @@ async def _write(session: AsyncSession, todo: Plan, at: datetime, result: Detect
         else:
             result.reopened += 1
     if audit:
-        await session.execute(insert(AuditRecord.__table__), audit)
+        await bulk_insert(session, AuditRecord.__table__, audit)
 
 
-async def detect(session: AsyncSession, on: date | None = None) -> DetectResult:
-    """Reconcile every contract's filings (idempotent; in the caller's transaction), ``CHUNK`` contracts
-    at a time: their parties, filings, findings so far (locked) and, where a registry holds a record,
-    the contract's facts and the payments received, one statement each."""
+def _contract_chunks(contract_ids: Iterable[int] | None) -> Iterator[list[int] | None]:
+    if contract_ids is None:
+        while True:
+            yield None
+    ids = sorted(set(contract_ids))
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+async def detect(
+    session: AsyncSession, on: date | None = None, *, contract_ids: Iterable[int] | None = None
+) -> DetectResult:
+    """Reconcile every contract's filings, or only ``contract_ids``' (idempotent; in the caller's
+    transaction), ``CHUNK`` contracts at a time: their parties, filings, findings so far (locked) and,
+    where a registry holds a record, the contract's facts and the payments received, one statement each."""
     from marketplace.filings.services import load_facts  # services.refresh calls this module
 
     on = on or today()
     result = DetectResult()
     after = 0
-    while True:
-        contracts = (
-            await session.execute(
-                select(
-                    LicenceContract.id, LicenceContract.status, *_party_columns(_Licensor), *_party_columns(_Licensee)
-                )
-                .join(_Licensor, _Licensor.id == LicenceContract.licensor_organisation_id)
-                .join(_Licensee, _Licensee.id == LicenceContract.licensee_organisation_id)
-                .where(LicenceContract.id > after)
-                .order_by(LicenceContract.id)
-                .limit(CHUNK)
-            )
-        ).all()
+    for chosen in _contract_chunks(contract_ids):
+        statement = (
+            select(LicenceContract.id, LicenceContract.status, *_party_columns(_Licensor), *_party_columns(_Licensee))
+            .join(_Licensor, _Licensor.id == LicenceContract.licensor_organisation_id)
+            .join(_Licensee, _Licensee.id == LicenceContract.licensee_organisation_id)
+            .order_by(LicenceContract.id)
+        )
+        if chosen is None:
+            statement = statement.where(LicenceContract.id > after).limit(CHUNK)
+        else:
+            statement = statement.where(LicenceContract.id.in_(chosen))
+        contracts = (await session.execute(statement)).all()
         if not contracts:
-            return result
-        bounds = (after, contracts[-1][0])
-        after = bounds[1]
-        states = await _filing_states(session, bounds)
+            if chosen is None:
+                return result
+            continue
+        chunk: Chunk = (after, contracts[-1][0]) if chosen is None else chosen
+        after = contracts[-1][0]
+        states = await _filing_states(session, chunk)
         recorded = {contract_id for contract_id, filings in states.items() if any(needs_facts(f) for f in filings)}
         facts = await load_facts(session, recorded)
         registered = any(
@@ -569,7 +588,7 @@ async def detect(session: AsyncSession, on: date | None = None) -> DetectResult:
             for filings in states.values()
             for f in filings
         )
-        received = await _received(session, bounds) if registered else {}
+        received = await _received(session, chunk) if registered else {}
         found: dict[Key, Finding] = {}
         for row in contracts:
             contract_id, status = row[0], row[1]
@@ -583,9 +602,10 @@ async def detect(session: AsyncSession, on: date | None = None) -> DetectResult:
                 on=on,
             ):
                 found[(contract_id, finding.registry, finding.kind)] = finding
-        stored = await _stored(session, bounds)
+        stored = await _stored(session, chunk)
         at = now_utc()
         await _write(session, plan(found, stored, at), at, result)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

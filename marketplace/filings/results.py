@@ -35,7 +35,7 @@ from marketplace.accounts.rules import Principal
 from marketplace.audit.services import record
 from marketplace.clock import business_date, today
 from marketplace.errors import FieldError, Forbidden, NotFound, ValidationFailed
-from marketplace.filings import services
+from marketplace.filings import reconciliation, services
 from marketplace.filings.models import (
     ContractFiling,
     FilingBatch,
@@ -51,7 +51,6 @@ from marketplace.money import parse_yuan
 from marketplace.outbox.services import Email, queue_emails
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.rules import clean_text, normalise_header
-from marketplace.settings import Settings
 
 MAX_ROWS = 200_000
 MAX_REASONS_LENGTH = 2000
@@ -849,7 +848,6 @@ def _require_platform_admin(actor: Principal) -> None:
 async def import_results(
     session: AsyncSession,
     actor: Principal,
-    settings: Settings,
     *,
     registry: str,
     filename: str,
@@ -874,8 +872,8 @@ async def import_results(
     headers, rows = read_table(filename, content)
     found = layout(headers, chosen)
     parsed, errors, rows_total = parse_rows(rows, layout=found, registry=chosen, on=on)
-    # Bring every filing up to date first (a contract ended since the export, a new one …).
-    await services.refresh(session, settings, on=on)
+    # Bring every filing's state up to date first (a contract ended since the export, a new one …).
+    await services.sync(session)
     states = await _states(session, chosen, [row.contract_number for row in parsed])
     holders = await _holders(session, chosen, sorted({row.number for row in parsed if row.number}))
     decisions, problems = decide(parsed, registry=chosen, states=states, holders=holders, headers=found.header)
@@ -904,6 +902,9 @@ async def import_results(
     await services.move(
         session, [_move(chosen, d, filing_import) for d in changed], actor=actor, action="result_imported"
     )
+    # Reconcile the contracts in the file with their results in: one just filed is no longer overdue,
+    # and a fee or term the registry recorded otherwise is a finding now, not after the hourly refresh.
+    await reconciliation.detect(session, on, contract_ids=[decision.state.contract_id for decision in decisions])
     await record(
         session,
         entity_type="filing_import",

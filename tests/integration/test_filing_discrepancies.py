@@ -512,3 +512,37 @@ async def test_a_filing_status_change_leaves_other_contracts_untouched(db, setti
                                                              ContractFiling.registry == LICENCE)) is (
         FilingStatus.REFUSED
     )  # fmt: skip
+
+
+async def test_after_an_export_the_worker_reconciles_the_exported_contracts_and_only_those(
+    client, db, sessionmaker, settings
+):
+    overdue, refused, untouched = await _free(db), await _free(db), await _free(db)
+    await refreshed(db, settings)
+    await _set_filing(db, overdue.contract.id, LICENCE, due_on=today() - timedelta(days=3))
+    reasons = {"status": FilingStatus.REFUSED, "refused_on": today(), "refusal_reasons": "许可人地址与登记不一致"}
+    await _set_filing(db, refused.contract.id, LICENCE, **reasons)
+    await _set_filing(db, untouched.contract.id, LICENCE, **reasons)
+    await refreshed(db, settings)
+    late = await finding(db, overdue.contract.id, LICENCE, DiscrepancyKind.MISSING_FILING)
+    assert late.status is DiscrepancyStatus.OPEN and "待导出" in late.detail
+
+    admin = await make_account(db, kind=OrganisationKind.PLATFORM)
+    numbers = [overdue.contract.number, refused.contract.number]
+    created = await client.post(
+        "/api/v1/filing-exports",
+        json={"registry": "licence_filing", "format": "xlsx", "contract_numbers": numbers},
+        headers=bearer(await api_token(db, admin)),
+    )
+    assert created.status_code == 201, created.text
+    while await drain_once(sessionmaker, settings):
+        pass
+
+    late = await finding(db, overdue.contract.id, LICENCE, DiscrepancyKind.MISSING_FILING)
+    assert late.status is DiscrepancyStatus.OPEN and "已导出" in late.detail and "待导出" not in late.detail
+    cleared = await finding(db, refused.contract.id, LICENCE, DiscrepancyKind.REFUSED_NOT_REEXPORTED)
+    assert cleared.status is DiscrepancyStatus.CLEARED
+    # A refused contract the export did not carry keeps its finding.
+    waiting = await finding(db, untouched.contract.id, LICENCE, DiscrepancyKind.REFUSED_NOT_REEXPORTED)
+    assert waiting.status is DiscrepancyStatus.OPEN
+    assert (await filing_of(db, untouched.contract.id, LICENCE)).status is FilingStatus.REFUSED

@@ -26,6 +26,9 @@ from marketplace.clock import today
 from marketplace.filings import results, rules
 from marketplace.filings.models import (
     ContractFiling,
+    Discrepancy,
+    DiscrepancyKind,
+    DiscrepancyStatus,
     FilingBatch,
     FilingBatchItem,
     FilingImport,
@@ -209,6 +212,42 @@ async def test_a_csv_files_and_refuses_exported_records_and_keeps_what_the_regis
         ["2", a, "新备案", "已办结", "2026110000001", on.isoformat(), ""],
         ["3", b, "新备案", "被退回", "", on.isoformat(), "专利处于年费滞纳期"],
     ]
+
+
+async def test_the_findings_are_current_as_soon_as_the_results_are_in(client, db, settings):
+    """No waiting for the hourly refresh: a contract filed by the import is no longer overdue, and a fee
+    the registry recorded otherwise is a finding at once (both on the pages the admin goes to next)."""
+    books = await _books(db, settings)
+    a, b, _ = books.numbers
+    overdue = await filing_of(db, books.a.contract.id)
+    overdue.due_on = today() - timedelta(days=5)
+    await db.commit()
+    await refreshed(db, settings)
+    missing = await db.scalar(select(Discrepancy).where(Discrepancy.kind == DiscrepancyKind.MISSING_FILING))
+    assert (missing.contract_id, missing.status) == (books.a.contract.id, DiscrepancyStatus.OPEN)
+
+    token = await api_token(db, books.admin)
+    content = csv_file([[*HEAD, "使用费（元）"], [a, "准予备案", "2026110000001", "", "", ""],
+                        [b, "准予备案", "2026110000002", "", "", "800.00"]])  # fmt: skip
+    assert (await _post_api(client, token, LICENCE, "备案结果.csv", content)).status_code == 201
+
+    await db.commit()
+    findings = {
+        (d.contract_id, d.kind): (d.status, d.detail)
+        for d in await db.scalars(
+            select(Discrepancy).where(Discrepancy.registry == LICENCE).execution_options(populate_existing=True)
+        )
+    }
+    assert findings == {
+        (books.a.contract.id, DiscrepancyKind.MISSING_FILING): (DiscrepancyStatus.CLEARED, missing.detail),
+        (books.b.contract.id, DiscrepancyKind.TERMS_DIFFER): (
+            DiscrepancyStatus.OPEN,
+            "备案号 2026110000002：备案使用费 800.00 元，合同 0.00 元",
+        ),
+    }
+    await login(client, books.admin)
+    page = (await client.get(f"/contracts/{books.a.contract.id}")).text
+    assert "2026110000001" in page and "逾期未备案" not in page
 
 
 async def test_an_xlsx_registration_result_through_the_api(client, db, settings):

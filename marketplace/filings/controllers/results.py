@@ -64,7 +64,7 @@ class FilingResultPages(Controller):
         filename, content = await _file(form.get("file"))
         try:
             filing_import = await results.import_results(
-                db_session, current(request), settings, registry=registry, filename=filename, content=content
+                db_session, current(request), registry=registry, filename=filename, content=content
             )
         except ValidationFailed as exc:
             context = await self._context(request, db_session)
@@ -121,7 +121,7 @@ class FilingResultApi(Controller):
     ) -> results.ImportOut:
         filename, content = await _file(data.file)
         filing_import = await results.import_results(
-            db_session, current(request), settings, registry=data.registry, filename=filename, content=content
+            db_session, current(request), registry=data.registry, filename=filename, content=content
         )
         return results.ImportOut.of(filing_import)
 
