@@ -24,6 +24,7 @@ from marketplace.accounts.models import WebSession
 from marketplace.billing.controllers import ROUTES as BILLING_ROUTES
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
+from marketplace.evaluations.controllers import ROUTES as EVALUATION_ROUTES
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
 from marketplace.filings.controllers import ROUTES as FILING_ROUTES
 from marketplace.licensing.controllers import ROUTES as LICENSING_ROUTES
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *LICENSING_ROUTES,
             *BILLING_ROUTES,
             *CATALOGUE_ROUTES,
+            *EVALUATION_ROUTES,
             *FILE_ROUTES,
             *FILING_ROUTES,
             *OUTBOX_ROUTES,

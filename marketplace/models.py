@@ -14,6 +14,7 @@ from marketplace.billing.models import (
 )
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.db import metadata
+from marketplace.evaluations.models import PatentEvaluation
 from marketplace.files.models import StoredFile
 from marketplace.filings.models import (
     ContractFiling,
@@ -53,6 +54,7 @@ __all__ = [
     "Organisation",
     "OutboxMessage",
     "Patent",
+    "PatentEvaluation",
     "Payment",
     "PaymentObligation",
     "Refund",

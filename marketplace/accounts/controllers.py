@@ -326,6 +326,47 @@ class OrganisationAdminController(Controller):
         )
 
 
+class ExpertAdminController(Controller):
+    """The platform admin invites experts (评审专家) into the platform organisation, by the same
+    emailed invitation colleagues receive; an expert may only evaluate patents."""
+
+    path = "/admin/experts"
+    guards = [require_platform_admin]
+    include_in_schema = False
+
+    async def _context(self, request: Request, db_session: AsyncSession, form: dict[str, Any]) -> dict[str, Any]:
+        organisation_id = current(request).organisation_id
+        members = await services.list_users(db_session, organisation_id)
+        return {
+            "experts": [user for user in members if user.role is Role.EXPERT],
+            "invitations": await services.pending_invitations(db_session, organisation_id),
+            "form": form,
+            "errors": {},
+        }
+
+    @get("/")
+    async def experts(self, request: Request, db_session: AsyncSession, invited: str = "") -> Template:
+        context = await self._context(request, db_session, {})
+        return Template("admin/experts.html.j2", context={**context, "invited": invited})
+
+    @post("/invitations")
+    async def invite(self, request: Request, db_session: AsyncSession, settings: Settings) -> Template | Redirect:
+        data = await form_data(request)
+        form = {key: str(data.get(key, "")) for key in ("email", "display_name")}
+        try:
+            invitation = await services.invite(
+                db_session, settings=settings, actor=current(request), role=Role.EXPERT.value, **form
+            )
+        except ValidationFailed as exc:
+            return form_error("admin/experts.html.j2", exc, await self._context(request, db_session, form))
+        return Redirect(path="/admin/experts?" + urlencode({"invited": invitation.email}))
+
+    @post("/invitations/{invitation_id:int}/revoke")
+    async def revoke_invitation(self, request: Request, db_session: AsyncSession, invitation_id: int) -> Redirect:
+        await services.revoke_invitation(db_session, actor=current(request), invitation_id=invitation_id)
+        return Redirect(path="/admin/experts")
+
+
 @get("/account/welcome", guards=[require_login], include_in_schema=False)
 async def welcome(request: Request) -> Template:
     """Where an invitee lands after setting their password."""
@@ -505,6 +546,7 @@ ROUTES = [
     InvitationController,
     TokenController,
     OrganisationAdminController,
+    ExpertAdminController,
     welcome,
     AdminEnterpriseController,
     api_me,

@@ -52,10 +52,18 @@ class Role(enum.StrEnum):
     ORG_ADMIN = "org_admin"
     ORG_MEMBER = "org_member"
     PLATFORM_ADMIN = "platform_admin"
+    #: An invited expert (评审专家): a user of the platform organisation who evaluates patents and
+    #: does nothing else (docs/architecture.md, "Evaluations").
+    EXPERT = "expert"
 
     @property
     def label(self) -> str:
-        return {"org_admin": "机构管理员", "org_member": "机构成员", "platform_admin": "平台管理员"}[self.value]
+        return {
+            "org_admin": "机构管理员",
+            "org_member": "机构成员",
+            "platform_admin": "平台管理员",
+            "expert": "评审专家",
+        }[self.value]
 
 
 class Organisation(Base):

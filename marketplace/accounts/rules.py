@@ -51,6 +51,10 @@ class Principal:
         return self.role is Role.ORG_ADMIN or (self.via == "api" and not self.is_platform_admin)
 
     @property
+    def is_expert(self) -> bool:
+        return self.role is Role.EXPERT
+
+    @property
     def can_hold_patents(self) -> bool:
         return self.organisation_kind is not OrganisationKind.PLATFORM
 

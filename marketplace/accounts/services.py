@@ -228,10 +228,11 @@ async def create_user(
     problem = password_error(password)
     if problem:
         errors.append(FieldError("password", problem))
-    if role is Role.PLATFORM_ADMIN and organisation.kind is not OrganisationKind.PLATFORM:
-        errors.append(FieldError("role", "只有平台运营方的用户可以是平台管理员"))
-    if role is not Role.PLATFORM_ADMIN and organisation.kind is OrganisationKind.PLATFORM:
-        errors.append(FieldError("role", "平台运营方的用户必须是平台管理员"))
+    platform_roles = (Role.PLATFORM_ADMIN, Role.EXPERT)
+    if role in platform_roles and organisation.kind is not OrganisationKind.PLATFORM:
+        errors.append(FieldError("role", "只有平台运营方的用户可以是平台管理员或评审专家"))
+    if role not in platform_roles and organisation.kind is OrganisationKind.PLATFORM:
+        errors.append(FieldError("role", "平台运营方的用户必须是平台管理员或评审专家"))
     if errors:
         raise ValidationFailed(errors)
     user = User(
@@ -530,7 +531,8 @@ async def confirm_email(session: AsyncSession, raw: str) -> User:
 async def invite(
     session: AsyncSession, *, settings: Settings, actor: Principal, email: str, display_name: str, role: str
 ) -> AccountToken:
-    """An organisation admin invites a colleague: a link valid 7 days lets them set their password."""
+    """An organisation admin invites a colleague, or a platform admin an expert (评审专家): a link
+    valid 7 days lets them set their password."""
     email = normalise_email(email)
     display_name = display_name.strip()
     errors: list[FieldError] = []
@@ -544,7 +546,10 @@ async def invite(
     problem = rules.display_name_error(display_name)
     if problem:
         errors.append(FieldError("display_name", problem))
-    if role not in (Role.ORG_ADMIN.value, Role.ORG_MEMBER.value):
+    if actor.is_platform_admin:
+        if role != Role.EXPERT.value:
+            errors.append(FieldError("role", "平台管理员只能邀请评审专家"))
+    elif role not in (Role.ORG_ADMIN.value, Role.ORG_MEMBER.value):
         errors.append(FieldError("role", "请选择角色：机构成员或机构管理员"))
     if errors:
         raise ValidationFailed(errors)

@@ -7,6 +7,8 @@ from datetime import date, datetime
 
 from marketplace.catalogue.rules import SortOrder
 from marketplace.catalogue.services import CatalogueHit, CatalogueResult, Facets, FacetValue
+from marketplace.evaluations.rules import NO_EVALUATIONS, Aggregate
+from marketplace.evaluations.schemas import AggregateOut
 from marketplace.offers.models import PaymentMode
 from marketplace.patents.models import PatentType
 
@@ -18,6 +20,7 @@ class CatalogueItem:
     """A published open-licence offer (开放许可声明) as listed in the catalogue. Money in fen."""
 
     offer_id: int
+    patent_id: int
     url: str
     title: str
     licensor_id: int
@@ -35,11 +38,14 @@ class CatalogueItem:
     trl: int | None
     published_at: datetime
     expiry_date: date
+    #: Market evaluations (市场评价) of the patent.
+    evaluations: AggregateOut
 
     @classmethod
-    def from_hit(cls, hit: CatalogueHit) -> CatalogueItem:
+    def from_hit(cls, hit: CatalogueHit, evaluations: Aggregate = NO_EVALUATIONS) -> CatalogueItem:
         return cls(
             offer_id=hit.offer_id,
+            patent_id=hit.patent_id,
             url=hit.url,
             title=hit.title,
             licensor_id=hit.licensor_organisation_id,
@@ -57,6 +63,7 @@ class CatalogueItem:
             trl=hit.trl,
             published_at=hit.published_at,
             expiry_date=hit.expiry_date,
+            evaluations=AggregateOut.of(evaluations),
         )
 
 
@@ -74,7 +81,10 @@ class CatalogueSearchResponse:
     @classmethod
     def from_result(cls, result: CatalogueResult) -> CatalogueSearchResponse:
         return cls(
-            items=[CatalogueItem.from_hit(hit) for hit in result.items],
+            items=[
+                CatalogueItem.from_hit(hit, result.evaluations.get(hit.patent_id, NO_EVALUATIONS))
+                for hit in result.items
+            ],
             total=result.total,
             page=result.page,
             page_size=result.page_size,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import reduce
 from typing import Any
@@ -43,6 +43,8 @@ from marketplace.catalogue.models import CatalogueEntry
 from marketplace.catalogue.rules import CatalogueQuery, SortOrder, index_tokens
 from marketplace.clock import now_utc
 from marketplace.errors import ValidationFailed
+from marketplace.evaluations import services as evaluation_services
+from marketplace.evaluations.rules import Aggregate
 from marketplace.offers.models import OpenLicenceOffer, PaymentMode
 from marketplace.patents.models import PatentType
 
@@ -97,6 +99,7 @@ class CatalogueHit:
     """One result line: what the list shows, without the (large) token text."""
 
     offer_id: int
+    patent_id: int
     title: str
     licensor_organisation_id: int
     licensor_name: str
@@ -152,6 +155,8 @@ class CatalogueResult:
     facets: Facets
     #: The sort actually applied (relevance falls back to newest without a keyword).
     sort: SortOrder
+    #: Market evaluations of the page's patents, by patent id.
+    evaluations: dict[int, Aggregate] = field(default_factory=dict)
 
     @property
     def page(self) -> int:
@@ -284,7 +289,8 @@ async def search(session: AsyncSession, query: CatalogueQuery) -> CatalogueResul
         items, counts = await _page_of_matches(session, matches, query, sort)
     facets = await _facets(session, query, counts)
     total = sum(n for _, n, _ in counts["patent_type"])
-    return CatalogueResult(query=query, items=items, total=total, facets=facets, sort=sort)
+    evaluations = await evaluation_services.aggregates(session, (hit.patent_id for hit in items))
+    return CatalogueResult(query=query, items=items, total=total, facets=facets, sort=sort, evaluations=evaluations)
 
 
 async def _page_of_matches(
@@ -384,6 +390,7 @@ class CatalogueSummary:
     offers: int
     licensors: int
     newest: list[CatalogueHit]
+    evaluations: dict[int, Aggregate]
 
 
 async def summary(session: AsyncSession, newest: int = 6) -> CatalogueSummary:
@@ -391,4 +398,6 @@ async def summary(session: AsyncSession, newest: int = 6) -> CatalogueSummary:
         await session.execute(select(func.count(), func.count(func.distinct(_ENTRIES.c.licensor_organisation_id))))
     ).one()
     rows = await session.execute(select(*_HIT_COLUMNS).order_by(*_order(_ENTRIES.c, SortOrder.NEWEST)).limit(newest))
-    return CatalogueSummary(offers=counts[0], licensors=counts[1], newest=[CatalogueHit(*row) for row in rows])
+    hits = [CatalogueHit(*row) for row in rows]
+    evaluations = await evaluation_services.aggregates(session, (hit.patent_id for hit in hits))
+    return CatalogueSummary(offers=counts[0], licensors=counts[1], newest=hits, evaluations=evaluations)

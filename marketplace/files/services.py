@@ -174,7 +174,10 @@ async def file_for_download(
     stored = await session.get(StoredFile, file_id)
     if stored is None:
         raise NotFound("文件不存在")
-    allowed = actor is not None and (actor.is_platform_admin or actor.organisation_id == stored.organisation_id)
+    # Experts belong to the platform organisation but must not read its files (filing exports).
+    allowed = actor is not None and (
+        actor.is_platform_admin or (actor.organisation_id == stored.organisation_id and not actor.is_expert)
+    )
     if not allowed and actor is not None:
         allowed = await _billing_evidence_for(session, actor, file_id)
     if not allowed:

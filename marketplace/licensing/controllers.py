@@ -21,7 +21,7 @@ from marketplace.licensing import documents, rules, schemas, services
 from marketplace.licensing.models import ContractStatus, EndReason
 from marketplace.offers import services as offer_services
 from marketplace.offers.models import OfferStatus
-from marketplace.web.auth import current, require_login, require_platform_admin
+from marketplace.web.auth import current, require_login, require_party, require_platform_admin
 from marketplace.web.forms import form_data, form_error
 
 PageNumber = Annotated[int, Parameter(ge=1, le=paging.MAX_PAGE, description="页码（从1开始）")]
@@ -88,7 +88,7 @@ async def _contract_pdf(request: Request, db_session: AsyncSession, contract_id:
 
 class AcceptanceController(Controller):
     path = "/catalogue"
-    guards = [require_login]
+    guards = [require_party]
     include_in_schema = False
 
     async def _page(
@@ -168,7 +168,7 @@ async def _list_context(
 
 class ContractController(Controller):
     path = "/contracts"
-    guards = [require_login]
+    guards = [require_party]
     include_in_schema = False
 
     @get("/")

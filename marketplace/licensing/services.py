@@ -195,6 +195,8 @@ async def accept(
     a repeated submission with the same idempotency key returns the contract it created."""
     if actor.is_platform_admin:
         raise Forbidden("平台管理员不能以自身名义取得许可")
+    if actor.is_expert:
+        raise Forbidden("评审专家不能取得许可")
     if not actor.email_confirmed:
         raise EmailUnconfirmed("请先确认您的邮箱，再提交书面通知")
     acceptance = rules.parse_acceptance(values, today=today())

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.clock import today
 from marketplace.errors import NotFound, ValidationFailed
+from marketplace.evaluations import services as evaluation_services
 from marketplace.files.services import Upload
 from marketplace.licensing.services import licence_counts
 from marketplace.offers import rules, schemas, services
@@ -320,11 +321,24 @@ class PublicOfferController(Controller):
 
     @get("/{offer_id:int}")
     async def page(
-        self, request: Request, db_session: AsyncSession, offer_id: int, annual_base: str = "", start: str = ""
+        self,
+        request: Request,
+        db_session: AsyncSession,
+        offer_id: int,
+        annual_base: str = "",
+        start: str = "",
+        evaluated: str = "",
     ) -> Template:
         offer = await services.get_public(db_session, current(request), offer_id)
         calculator = _calculator(offer, annual_base, start)
-        context = {**calculator, "description": services.describe(offer), "patent": offer.patent}
+        evaluation = await evaluation_services.panel(db_session, current(request), offer.patent)
+        context = {
+            **calculator,
+            "evaluation_panel": evaluation,
+            "evaluation_saved": evaluated == "1",
+            "description": services.describe(offer),
+            "patent": offer.patent,
+        }
         status = 422 if calculator["errors"] else 200
         return Template("offers/public.html.j2", context=context, status_code=status)
 

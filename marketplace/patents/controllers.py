@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace import paging
 from marketplace.errors import ValidationFailed
+from marketplace.evaluations import services as evaluation_services
 from marketplace.patents import rules, services
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, TransferIntent, UploadMode
 from marketplace.patents.schemas import (
@@ -162,11 +163,14 @@ class PatentPages(Controller):
         me = current(request)
         patent = await services.get_patent(db_session, me, patent_id)
         facts = await services.overview(db_session, patent, settings)
+        evaluations = await evaluation_services.for_patent(db_session, patent.id)
         return Template(
             "patents/detail.html.j2",
             context={
                 "patent": patent,
                 "facts": facts,
+                "evaluations": evaluations,
+                "aggregate": (await evaluation_services.aggregates(db_session, [patent.id]))[patent.id],
                 "restriction": LicenceRestriction.of(patent),
                 "intents": [TransferIntent(value).label for value in patent.transfer_intents],
                 "can_edit": patent.owner_organisation_id == me.organisation_id,

@@ -92,3 +92,11 @@ def require_patent_holder(connection: ASGIConnection, handler: BaseRouteHandler)
     require_login(connection, handler)
     if not current(connection).can_hold_patents:  # type: ignore[union-attr]
         raise PermissionDeniedException("仅专利权人机构的用户可以访问")
+
+
+def require_party(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """People acting for an organisation that can be a party to a licence: not experts (评审专家),
+    who only evaluate patents."""
+    require_login(connection, handler)
+    if current(connection).is_expert:  # type: ignore[union-attr]
+        raise PermissionDeniedException("评审专家仅可评价专利")

@@ -215,6 +215,7 @@ async def test_the_api_answers_items_total_paging_and_facets(client, offers):
     item = next(i for i in body["items"] if i["offer_id"] == offers["battery_cooling"].id)
     assert item == {
         "offer_id": offers["battery_cooling"].id,
+        "patent_id": offers["battery_cooling"].patent_id,
         "url": f"/catalogue/{offers['battery_cooling'].id}",
         "title": "锂电池热管理装置",
         "licensor_id": offers["battery_cooling"].licensor_organisation_id,
@@ -232,6 +233,7 @@ async def test_the_api_answers_items_total_paging_and_facets(client, offers):
         "trl": 5,
         "published_at": item["published_at"],
         "expiry_date": date(2031, 3, 1).isoformat(),
+        "evaluations": {"count": 0, "mean_prospects": None, "interested_percent": None},
     }
 
 
