@@ -23,7 +23,9 @@ from marketplace.clock import now_utc, today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.demo.inventory import patent_row, to_csv
 from marketplace.evaluations import services as evaluations
+from marketplace.evaluations import tiers
 from marketplace.evaluations.models import CooperationWillingness
+from marketplace.evaluations.tiering import TieringRules
 from marketplace.filings import exports
 from marketplace.filings import services as filings
 from marketplace.licensing import services as licensing
@@ -254,7 +256,7 @@ IMPROVEMENT_NEEDS = (
 )
 
 
-async def _evaluations(session, evaluators: list[Principal], rng: random.Random) -> int:
+async def _evaluations(session, evaluators: list[Principal], rng: random.Random, rules: TieringRules) -> int:
     """Market evaluations (市场评价) of the first published patents by the demo enterprise and expert."""
     published = (
         await session.scalars(
@@ -277,9 +279,18 @@ async def _evaluations(session, evaluators: list[Principal], rng: random.Random)
                     "cooperation": rng.choice(list(CooperationWillingness)).value,
                     "interested_now": rng.random() < 0.5,
                 },
+                rules=rules,
             )
             count += 1
     return count
+
+
+async def _tiers(session, rules: TieringRules) -> None:
+    """Tier every catalogue patent now, rather than at the worker's first daily run."""
+    after = 0
+    while ids := await tiers.catalogue_chunk(session, after):
+        await tiers.retier(session, ids, rules, trigger="demo")
+        after = ids[-1]
 
 
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
@@ -345,10 +356,12 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
                 role=Role.EXPERT,
             )
             logins.append(f"{EXPERT_EMAIL}（评审专家）")
-            await _evaluations(session, [licensees[0], principal_for(expert)], rng)
+            rules = tiers.rules_for(settings)
+            await _evaluations(session, [licensees[0], principal_for(expert)], rng, rules)
             await _take_licences(session, licensees, rng)
             await _billing(session, licensees[0], settings)
             await _filings(session, admin, settings)
+            await _tiers(session, rules)
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))

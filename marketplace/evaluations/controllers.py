@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace import paging
 from marketplace.errors import ValidationFailed
-from marketplace.evaluations import schemas, services
+from marketplace.evaluations import schemas, services, tiers
+from marketplace.settings import Settings
 from marketplace.web.auth import current, require_login
 from marketplace.web.forms import form_data
 
@@ -54,7 +55,9 @@ class EvaluationPages(Controller):
         return Template("evaluations/page.html.j2", context={**context, **panel_context(context["panel"])})
 
     @post("/patents/{patent_id:int}")
-    async def save(self, request: Request, db_session: AsyncSession, patent_id: int) -> Template | Redirect:
+    async def save(
+        self, request: Request, db_session: AsyncSession, settings: Settings, patent_id: int
+    ) -> Template | Redirect:
         data = await form_data(request)
         values = {
             "prospects": str(data.get("prospects", "")),
@@ -63,7 +66,7 @@ class EvaluationPages(Controller):
             "interested_now": data.get("interested_now"),
         }
         try:
-            await services.save(db_session, current(request), patent_id, values)
+            await services.save(db_session, current(request), patent_id, values, rules=tiers.rules_for(settings))
         except ValidationFailed as exc:
             context = await self._page_context(request, db_session, patent_id)
             typed = {**values, "interested_now": bool(values["interested_now"])}
@@ -90,11 +93,13 @@ class EvaluationApi(Controller):
 
     @post("/", summary="评价一件专利（创建或修改本人的评价）")
     async def save(
-        self, request: Request, db_session: AsyncSession, data: schemas.EvaluationWrite
+        self, request: Request, db_session: AsyncSession, settings: Settings, data: schemas.EvaluationWrite
     ) -> Response[schemas.EvaluationOut]:
         """Create the caller's evaluation of a catalogue patent (201), or replace its fields when
         the caller has already evaluated that patent (200): one evaluation per evaluator and patent."""
-        evaluation, created = await services.save(db_session, current(request), data.patent_id, data.values())
+        evaluation, created = await services.save(
+            db_session, current(request), data.patent_id, data.values(), rules=tiers.rules_for(settings)
+        )
         return Response(schemas.EvaluationOut.of(evaluation), status_code=201 if created else 200)
 
     @get("/", summary="列出可见的评价")
