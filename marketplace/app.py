@@ -18,6 +18,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
 import marketplace.billing.sweep  # registers the billing sweep with the worker
+import marketplace.evaluations.tiers  # registers the daily tiering with the worker
 import marketplace.filings.services  # noqa: F401  (registers the filings refresh with the worker)
 from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession
@@ -25,6 +26,7 @@ from marketplace.billing.controllers import ROUTES as BILLING_ROUTES
 from marketplace.catalogue.controllers import ROUTES as CATALOGUE_ROUTES
 from marketplace.db import TransactionMiddleware, make_alchemy_config, make_engine, make_sessionmaker
 from marketplace.evaluations.controllers import ROUTES as EVALUATION_ROUTES
+from marketplace.evaluations.tiering import load_rules
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
 from marketplace.filings.controllers import ROUTES as FILING_ROUTES
 from marketplace.licensing.controllers import ROUTES as LICENSING_ROUTES
@@ -40,6 +42,7 @@ from marketplace.web.templating import template_config
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
+    load_rules(settings.tiering_rules_file)  # a bad rule file stops the start with its problems
     engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
     alchemy = make_alchemy_config(settings, engine)

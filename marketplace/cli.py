@@ -37,6 +37,16 @@ def db_upgrade() -> None:
     command.upgrade(_alembic_config(), "head")
 
 
+def _check_tiering_rules(settings) -> None:
+    """A bad tiering rule file stops the start, its problems printed (not a traceback)."""
+    from marketplace.evaluations.tiering import TieringRulesError, load_rules
+
+    try:
+        load_rules(settings.tiering_rules_file)
+    except TieringRulesError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @main.command()
 @click.option("--host", default=None, help="Defaults to HOST (127.0.0.1).")
 @click.option("--port", default=None, type=int, help="Defaults to PORT (8000).")
@@ -47,6 +57,7 @@ def run(host: str | None, port: int | None) -> None:
     from marketplace.runtime import tune_gc
 
     settings = load_settings()
+    _check_tiering_rules(settings)
     tune_gc()
     uvicorn.run(
         "marketplace.app:create_app",
@@ -62,6 +73,7 @@ def run(host: str | None, port: int | None) -> None:
 def worker() -> None:
     """Drain the outbox (emails, exports, provider calls) until interrupted."""
     import marketplace.billing.sweep  # registers the billing sweep and the Stripe outbox handlers
+    import marketplace.evaluations.tiers  # the daily tiering
     import marketplace.filings.exports  # the export renderer and the hourly filings refresh
     import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
     from marketplace.db import make_engine, make_sessionmaker
@@ -69,6 +81,7 @@ def worker() -> None:
     from marketplace.runtime import tune_gc
 
     settings = load_settings()
+    _check_tiering_rules(settings)
     tune_gc()
 
     async def _main() -> None:

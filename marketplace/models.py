@@ -14,7 +14,7 @@ from marketplace.billing.models import (
 )
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.db import metadata
-from marketplace.evaluations.models import PatentEvaluation
+from marketplace.evaluations.models import PatentEvaluation, PatentTier
 from marketplace.files.models import StoredFile
 from marketplace.filings.models import (
     ContractFiling,
@@ -55,6 +55,7 @@ __all__ = [
     "OutboxMessage",
     "Patent",
     "PatentEvaluation",
+    "PatentTier",
     "Payment",
     "PaymentObligation",
     "Refund",

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TIERING_RULES_FILE = PROJECT_ROOT / "marketplace" / "evaluations" / "data" / "tiering.toml"
 
 DEFAULT_ADVERTISING_WORDS = (
     "最佳", "最好", "最优", "最先进", "最高", "最低", "最大", "第一", "唯一", "顶级", "顶尖", "极品",
@@ -88,6 +89,8 @@ class Settings:
     #: An invoice overdue this many days puts the contract in default (违约).
     default_after_days: int = 60
     filing_warning_days: int = 30
+    #: The tiering (分层) points table; checked when the app and the worker start.
+    tiering_rules_file: Path = DEFAULT_TIERING_RULES_FILE
 
     @property
     def upload_dir(self) -> Path:
@@ -158,4 +161,5 @@ def load_settings() -> Settings:
         royalty_report_days=_env_int("ROYALTY_REPORT_DAYS", 30),
         default_after_days=_env_int("DEFAULT_AFTER_DAYS", 60),
         filing_warning_days=_env_int("FILING_WARNING_DAYS", 30),
+        tiering_rules_file=Path(_env("TIERING_RULES_FILE", str(DEFAULT_TIERING_RULES_FILE))),
     )

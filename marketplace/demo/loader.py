@@ -22,6 +22,10 @@ from marketplace.billing import services as billing
 from marketplace.clock import now_utc, today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.demo.inventory import patent_row, to_csv
+from marketplace.evaluations import services as evaluations
+from marketplace.evaluations import tiers
+from marketplace.evaluations.models import CooperationWillingness
+from marketplace.evaluations.tiering import TieringRules
 from marketplace.filings import exports
 from marketplace.filings import services as filings
 from marketplace.licensing import services as licensing
@@ -243,6 +247,52 @@ async def _filings(session, admin: Principal, settings: Settings) -> None:
     await exports.create_batch(session, admin, registry="licence_filing", file_format="xlsx")
 
 
+EXPERT_EMAIL = "expert@demo.cn"
+IMPROVEMENT_NEEDS = (
+    "希望提供中试放大工艺参数和关键设备选型建议。",
+    "需要进一步降低原材料成本，以满足量产要求。",
+    None,
+    "关注产品在高温高湿环境下的长期可靠性数据。",
+)
+
+
+async def _evaluations(session, evaluators: list[Principal], rng: random.Random, rules: TieringRules) -> int:
+    """Market evaluations (市场评价) of the first published patents by the demo enterprise and expert."""
+    published = (
+        await session.scalars(
+            select(OpenLicenceOffer.patent_id)
+            .where(OpenLicenceOffer.status == OfferStatus.PUBLISHED)
+            .order_by(OpenLicenceOffer.id)
+            .limit(10)
+        )
+    ).all()
+    count = 0
+    for position, patent_id in enumerate(published):
+        for evaluator in evaluators[: 1 + position % len(evaluators)]:
+            await evaluations.save(
+                session,
+                evaluator,
+                patent_id,
+                {
+                    "prospects": str(rng.randint(2, 5)),
+                    "improvement_needs": rng.choice(IMPROVEMENT_NEEDS),
+                    "cooperation": rng.choice(list(CooperationWillingness)).value,
+                    "interested_now": rng.random() < 0.5,
+                },
+                rules=rules,
+            )
+            count += 1
+    return count
+
+
+async def _tiers(session, rules: TieringRules) -> None:
+    """Tier every catalogue patent now, rather than at the worker's first daily run."""
+    after = 0
+    while ids := await tiers.catalogue_chunk(session, after):
+        await tiers.retier(session, ids, rules, trigger="demo")
+        after = ids[-1]
+
+
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
     """Load the demo once. Returns the printable logins, or None if the demo was already there."""
     rng = random.Random(seed)
@@ -301,9 +351,17 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
                 licensees.append(principal)
                 status = "" if enterprise.verification_status is VerificationStatus.VERIFIED else "（待核验）"
                 logins += [f"{line} · {enterprise.name}{status}" for line in enterprise_logins]
+            expert = await create_user(
+                session, organisation=platform, email=EXPERT_EMAIL, display_name="王评审", password=PASSWORD,
+                role=Role.EXPERT,
+            )
+            logins.append(f"{EXPERT_EMAIL}（评审专家）")
+            rules = tiers.rules_for(settings)
+            await _evaluations(session, [licensees[0], principal_for(expert)], rng, rules)
             await _take_licences(session, licensees, rng)
             await _billing(session, licensees[0], settings)
             await _filings(session, admin, settings)
+            await _tiers(session, rules)
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))

@@ -1,10 +1,11 @@
 """HTTP routes of market evaluations: the evaluation form (a fragment of the catalogue's patent
 page, submitted by HTMX, with a whole-page fallback), the evaluator's own list, and the
-``/api/v1/evaluations`` JSON API."""
+``/api/v1/evaluations`` JSON API; the platform admins' tier list (``/admin/tiers``, ``/api/v1/tiers``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
@@ -13,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace import paging
 from marketplace.errors import ValidationFailed
-from marketplace.evaluations import schemas, services
-from marketplace.web.auth import current, require_login
+from marketplace.evaluations import schemas, services, tiers
+from marketplace.evaluations.tiering import Tier
+from marketplace.settings import Settings
+from marketplace.web.auth import current, require_login, require_platform_admin
 from marketplace.web.forms import form_data
 
 PANEL = "evaluations/partials/panel.html.j2"
@@ -54,7 +57,9 @@ class EvaluationPages(Controller):
         return Template("evaluations/page.html.j2", context={**context, **panel_context(context["panel"])})
 
     @post("/patents/{patent_id:int}")
-    async def save(self, request: Request, db_session: AsyncSession, patent_id: int) -> Template | Redirect:
+    async def save(
+        self, request: Request, db_session: AsyncSession, settings: Settings, patent_id: int
+    ) -> Template | Redirect:
         data = await form_data(request)
         values = {
             "prospects": str(data.get("prospects", "")),
@@ -63,7 +68,7 @@ class EvaluationPages(Controller):
             "interested_now": data.get("interested_now"),
         }
         try:
-            await services.save(db_session, current(request), patent_id, values)
+            await services.save(db_session, current(request), patent_id, values, rules=tiers.rules_for(settings))
         except ValidationFailed as exc:
             context = await self._page_context(request, db_session, patent_id)
             typed = {**values, "interested_now": bool(values["interested_now"])}
@@ -90,11 +95,13 @@ class EvaluationApi(Controller):
 
     @post("/", summary="评价一件专利（创建或修改本人的评价）")
     async def save(
-        self, request: Request, db_session: AsyncSession, data: schemas.EvaluationWrite
+        self, request: Request, db_session: AsyncSession, settings: Settings, data: schemas.EvaluationWrite
     ) -> Response[schemas.EvaluationOut]:
         """Create the caller's evaluation of a catalogue patent (201), or replace its fields when
         the caller has already evaluated that patent (200): one evaluation per evaluator and patent."""
-        evaluation, created = await services.save(db_session, current(request), data.patent_id, data.values())
+        evaluation, created = await services.save(
+            db_session, current(request), data.patent_id, data.values(), rules=tiers.rules_for(settings)
+        )
         return Response(schemas.EvaluationOut.of(evaluation), status_code=201 if created else 200)
 
     @get("/", summary="列出可见的评价")
@@ -119,4 +126,56 @@ class EvaluationApi(Controller):
         return schemas.EvaluationOut.of(await services.get_visible(db_session, current(request), evaluation_id))
 
 
-ROUTES = [EvaluationPages, EvaluationApi]
+# ---------------------------------------------------------------------------------------------
+# Tiers (分层): platform admins' list; licensors see theirs on their patent pages
+# ---------------------------------------------------------------------------------------------
+
+
+class TierPages(Controller):
+    path = "/admin/tiers"
+    guards = [require_platform_admin]
+    include_in_schema = False
+
+    @get("/")
+    async def index(
+        self, db_session: AsyncSession, tier: str = "", flagged: str = "", licensor: str = "", page: PageNumber = 1
+    ) -> Template:
+        filters = tiers.parse_filters(tier, flagged, licensor)
+        result = await tiers.list_tiers(db_session, filters, page=page)
+        chosen = {"tier": tier, "flagged": flagged, "licensor": licensor}
+        query = {k: v for k, v in chosen.items() if v}
+        return Template(
+            "evaluations/tiers.html.j2",
+            context={
+                "result": result,
+                "filters": chosen,
+                "tier_options": [("", "全部"), *tiers.TIER_OPTIONS],
+                "flag_options": [("", "全部"), ("1", "待重新评价"), ("0", "无需重新评价")],
+                "licensor_options": [("", "全部"), *await tiers.licensor_options(db_session)],
+                "pager_base": "/admin/tiers?" + (urlencode(query) + "&" if query else ""),
+            },
+        )
+
+
+class TierApi(Controller):
+    path = "/api/v1/tiers"
+    tags = ["evaluations"]
+    guards = [require_platform_admin]
+
+    @get("/", summary="专利分层列表（平台管理员）")
+    async def list_tiers(
+        self,
+        db_session: AsyncSession,
+        tier: Annotated[Tier | None, Parameter(description="分层：high_value 高价值、general 一般、low 低")] = None,
+        needs_re_evaluation: Annotated[bool | None, Parameter(description="是否待重新评价")] = None,
+        licensor_id: Annotated[int | None, Parameter(ge=1, le=2**63 - 1, description="许可人机构编号")] = None,
+        page: PageNumber = 1,
+        per_page: PerPage = paging.PER_PAGE,
+    ) -> schemas.TierPage:
+        """Catalogue patents with their tier, points, reason lines and re-evaluation flag, highest
+        points first. Licensors read their own patents' tiers in ``/api/v1/patents``."""
+        filters = tiers.TierFilters(tier=tier, flagged=needs_re_evaluation, licensor_id=licensor_id)
+        return schemas.TierPage.of(await tiers.list_tiers(db_session, filters, page=page, per_page=per_page))
+
+
+ROUTES = [EvaluationPages, EvaluationApi, TierPages, TierApi]

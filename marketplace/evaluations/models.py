@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, SmallInteger, Text, UniqueConstraint
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from marketplace.accounts.models import Organisation, User
-from marketplace.db import Base, enum_type
+from marketplace.db import Base, JsonB, enum_type
+from marketplace.evaluations.tiering import Tier
 from marketplace.patents.models import Patent
 
 
@@ -53,3 +57,24 @@ class PatentEvaluation(Base):
     patent: Mapped[Patent] = relationship(lazy="joined", innerjoin=True)
     evaluator: Mapped[User] = relationship(lazy="joined", innerjoin=True)
     evaluator_organisation: Mapped[Organisation] = relationship(lazy="joined", innerjoin=True)
+
+
+class PatentTier(Base):
+    """A catalogue patent's tier (分层) and re-evaluation flag (待重新评价), as the rule file last
+    computed them (``evaluations.tiering``); rewritten only when the outcome changes."""
+
+    __tablename__ = "patent_tiers"
+    __table_args__ = (Index("ix_patent_tiers_tier_flag", "tier", "needs_re_evaluation"),)
+
+    patent_id: Mapped[int] = mapped_column(ForeignKey("patents.id", ondelete="CASCADE"), unique=True)
+    tier: Mapped[Tier] = mapped_column(enum_type(Tier, "patent_tier"))
+    points: Mapped[int] = mapped_column()
+    #: ``{"lines": [{"text", "points"}], "notes": [...], "summary": "..."}`` — the reason shown.
+    reasons: Mapped[dict[str, Any]] = mapped_column(JsonB)
+    needs_re_evaluation: Mapped[bool] = mapped_column(default=False)
+    re_evaluation_reason: Mapped[str | None] = mapped_column(Text)
+    computed_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    #: ``version@sha256-prefix`` of the rule file that computed it.
+    rules_stamp: Mapped[str] = mapped_column(String(100))
+
+    patent: Mapped[Patent] = relationship(lazy="joined", innerjoin=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 from marketplace.accounts.models import Role
-from marketplace.evaluations.models import PatentEvaluation
+from marketplace.evaluations.models import PatentEvaluation, PatentTier
 from marketplace.evaluations.rules import Aggregate
 from marketplace.paging import Page
 
@@ -96,3 +96,61 @@ class AggregateOut(msgspec.Struct):
     def of(cls, aggregate: Aggregate) -> AggregateOut:
         mean = float(aggregate.mean_prospects) if aggregate.mean_prospects is not None else None
         return cls(aggregate.count, mean, aggregate.interested_percent)
+
+
+class TierOut(msgspec.Struct):
+    """A catalogue patent's tier (分层): high_value (高价值), general (一般) or low (低), the points
+    and the reason lines that add up to them (``summary`` states the total and the thresholds), and
+    the re-evaluation flag (待重新评价) with its reason. ``rules`` names the rule file version used."""
+
+    tier: str
+    tier_label: str
+    points: int
+    reasons: list[str]
+    notes: list[str]
+    summary: str
+    needs_re_evaluation: bool
+    re_evaluation_reason: str | None
+    computed_at: datetime
+    rules: str
+
+    @classmethod
+    def of(cls, row: PatentTier) -> TierOut:
+        return cls(
+            tier=row.tier.value,
+            tier_label=row.tier.label,
+            points=row.points,
+            reasons=[line["text"] for line in row.reasons.get("lines", [])],
+            notes=list(row.reasons.get("notes", [])),
+            summary=row.reasons.get("summary", ""),
+            needs_re_evaluation=row.needs_re_evaluation,
+            re_evaluation_reason=row.re_evaluation_reason,
+            computed_at=row.computed_at,
+            rules=row.rules_stamp,
+        )
+
+
+class TieredPatentOut(msgspec.Struct):
+    patent_id: int
+    patent_number: str
+    patent_title: str
+    licensor_id: int
+    licensor_name: str
+    tier: TierOut
+
+    @classmethod
+    def of(cls, row: PatentTier) -> TieredPatentOut:
+        patent = row.patent
+        return cls(patent.id, patent.patent_number, patent.title, patent.owner_organisation_id, patent.owner.name,
+                   TierOut.of(row))  # fmt: skip
+
+
+class TierPage(msgspec.Struct):
+    items: list[TieredPatentOut]
+    total: int
+    page: int
+    per_page: int
+
+    @classmethod
+    def of(cls, page: Page[PatentTier]) -> TierPage:
+        return cls([TieredPatentOut.of(row) for row in page.items], page.total, page.number, page.per_page)

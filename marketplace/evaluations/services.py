@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marketplace.accounts.rules import Principal
 from marketplace.audit.services import record
 from marketplace.errors import Forbidden, NotFound, ValidationFailed
-from marketplace.evaluations import rules
+from marketplace.evaluations import rules, tiers
 from marketplace.evaluations.models import CooperationWillingness, PatentEvaluation
 from marketplace.evaluations.rules import Aggregate, EvaluationInput
+from marketplace.evaluations.tiering import TieringRules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import Patent
@@ -60,10 +61,19 @@ async def own_evaluation(session: AsyncSession, actor: Principal, patent_id: int
 
 
 async def save(
+    session: AsyncSession, actor: Principal, patent_id: int, values: Mapping[str, object], *, rules: TieringRules
+) -> tuple[PatentEvaluation, bool]:
+    """Create the caller's evaluation of a catalogue patent, or replace its fields if it exists, and
+    re-tier the patent in the same transaction. Returns the evaluation and whether it is new.
+    Everything is checked before anything is written."""
+    evaluation, created = await _save(session, actor, patent_id, values)
+    await tiers.retier(session, [patent_id], rules, trigger="evaluation")
+    return evaluation, created
+
+
+async def _save(
     session: AsyncSession, actor: Principal, patent_id: int, values: Mapping[str, object]
 ) -> tuple[PatentEvaluation, bool]:
-    """Create the caller's evaluation of a catalogue patent, or replace its fields if it exists.
-    Returns the evaluation and whether it is new. Everything is checked before anything is written."""
     patent = await evaluable_patent(session, patent_id)
     refusal = rules.evaluator_refusal(actor, patent.owner_organisation_id)
     if refusal:

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marketplace import paging
 from marketplace.errors import ValidationFailed
 from marketplace.evaluations import services as evaluation_services
+from marketplace.evaluations import tiers
+from marketplace.evaluations.tiering import Tier
 from marketplace.patents import rules, services
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, TransferIntent, UploadMode
 from marketplace.patents.schemas import (
@@ -118,17 +120,23 @@ class PatentPages(Controller):
         status: str = "",
         patent_type: Annotated[str, QueryParameter(name="type")] = "",
         q: str = "",
+        tier: str = "",
+        flagged: str = "",
     ) -> Template:
-        filters = services.parse_filters(status, patent_type, q)
+        filters = services.parse_filters(status, patent_type, q, tier, flagged)
         result = await services.list_patents(db_session, current(request), filters, page=page)
-        query = {k: v for k, v in {"status": status, "type": patent_type, "q": q}.items() if v}
+        chosen = {"status": status, "type": patent_type, "q": q, "tier": tier, "flagged": flagged}
+        query = {k: v for k, v in chosen.items() if v}
         return Template(
             "patents/list.html.j2",
             context={
                 "result": result,
-                "filters": {"status": status, "type": patent_type, "q": q},
+                "tiers": await tiers.tiers_for(db_session, [p.id for p in result.items]),
+                "filters": chosen,
                 "status_options": [("", "全部"), *((s.value, s.label) for s in LegalStatus)],
                 "type_options": [("", "全部"), *((t.value, t.label) for t in PatentType)],
+                "tier_options": [("", "全部"), *tiers.TIER_OPTIONS],
+                "flag_options": [("", "全部"), ("1", "待重新评价"), ("0", "无需重新评价")],
                 "pager_base": "/patents?" + (urlencode(query) + "&" if query else ""),
                 "show_owner": current(request).is_platform_admin,
             },
@@ -171,6 +179,7 @@ class PatentPages(Controller):
                 "facts": facts,
                 "evaluations": evaluations,
                 "aggregate": (await evaluation_services.aggregates(db_session, [patent.id]))[patent.id],
+                "tier": (await tiers.tiers_for(db_session, [patent.id])).get(patent.id),
                 "restriction": LicenceRestriction.of(patent),
                 "intents": [TransferIntent(value).label for value in patent.transfer_intents],
                 "can_edit": patent.owner_organisation_id == me.organisation_id,
@@ -279,11 +288,19 @@ class PatentApi(Controller):
         legal_status: Annotated[LegalStatus | None, Parameter(description="法律状态")] = None,
         patent_type: Annotated[PatentType | None, Parameter(description="专利类型")] = None,
         q: Annotated[str, Parameter(max_length=100, description="名称或申请号中的文字")] = "",
+        tier: Annotated[Tier | None, Parameter(description="分层：high_value 高价值、general 一般、low 低")] = None,
+        needs_re_evaluation: Annotated[bool | None, Parameter(description="是否待重新评价")] = None,
     ) -> PatentPage:
-        filters = services.PatentFilters(legal_status=legal_status, patent_type=patent_type, text=rules.clean_text(q))
+        """The organisation's patents (every organisation's for a platform admin); a catalogue patent
+        carries its tier (分层) with the reason lines and the re-evaluation flag."""
+        filters = services.PatentFilters(
+            legal_status=legal_status, patent_type=patent_type, text=rules.clean_text(q),
+            tiers=tiers.TierFilters(tier=tier, flagged=needs_re_evaluation),
+        )  # fmt: skip
         result = await services.list_patents(db_session, current(request), filters, page=page, per_page=per_page)
+        stored = await tiers.tiers_for(db_session, [p.id for p in result.items])
         return PatentPage(
-            items=[PatentOut.from_model(p) for p in result.items],
+            items=[PatentOut.from_model(p, stored.get(p.id)) for p in result.items],
             total=result.total,
             page=result.number,
             per_page=result.per_page,
@@ -299,14 +316,15 @@ class PatentApi(Controller):
 
     @get("/{patent_id:int}", guards=[require_login], summary="读取一件专利")
     async def read(self, request: Request, db_session: AsyncSession, patent_id: int) -> PatentOut:
-        return PatentOut.from_model(await services.get_patent(db_session, current(request), patent_id))
+        patent = await services.get_patent(db_session, current(request), patent_id)
+        return PatentOut.from_model(patent, (await tiers.tiers_for(db_session, [patent.id])).get(patent.id))
 
     @put("/{patent_id:int}", guards=[require_patent_holder], summary="更新一件专利（整体替换，申请号不可改）")
     async def replace(
         self, request: Request, db_session: AsyncSession, settings: Settings, patent_id: int, data: PatentIn
     ) -> PatentOut:
         patent = await services.update_patent(db_session, current(request), patent_id, data.values(), settings)
-        return PatentOut.from_model(patent)
+        return PatentOut.from_model(patent, (await tiers.tiers_for(db_session, [patent.id])).get(patent.id))
 
 
 class InventoryApi(Controller):

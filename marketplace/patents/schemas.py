@@ -10,6 +10,8 @@ from typing import Any
 
 from litestar.datastructures import UploadFile
 
+from marketplace.evaluations.models import PatentTier
+from marketplace.evaluations.schemas import TierOut
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, TransferIntent, UploadMode
 
 
@@ -104,9 +106,11 @@ class PatentOut:
     claims_count: int | None
     created_at: datetime
     updated_at: datetime
+    #: The tier (分层) of a catalogue patent; null until it is tiered (only catalogue patents are).
+    tier: TierOut | None = None
 
     @classmethod
-    def from_model(cls, patent: Patent) -> PatentOut:
+    def from_model(cls, patent: Patent, tier: PatentTier | None = None) -> PatentOut:
         return cls(
             id=patent.id,
             url=f"/patents/{patent.id}",
@@ -142,6 +146,7 @@ class PatentOut:
             claims_count=patent.claims_count,
             created_at=patent.created_at,
             updated_at=patent.updated_at,
+            tier=TierOut.of(tier) if tier is not None else None,
         )
 
 

@@ -8,7 +8,7 @@ import codecs
 import csv
 import io
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import PurePath
 from typing import Any, TypeVar
@@ -26,6 +26,9 @@ from marketplace.audit.services import record
 from marketplace.catalogue.services import remove_entry, upsert_entry
 from marketplace.clock import now_utc, today
 from marketplace.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from marketplace.evaluations import tiers
+from marketplace.evaluations.models import PatentTier
+from marketplace.evaluations.tiers import TierFilters
 from marketplace.licensing.services import end_for_patents
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
@@ -65,11 +68,19 @@ class PatentFilters:
     legal_status: LegalStatus | None = None
     patent_type: PatentType | None = None
     text: str = ""
+    #: Tier filters (分层, 待重新评价): only tiered (catalogue) patents match them.
+    tiers: TierFilters = field(default_factory=TierFilters)
 
 
-def parse_filters(legal_status: str | None, patent_type: str | None, text: str | None) -> PatentFilters:
-    """Filters from query parameters; an unknown status or type is a field error, not a silent no-op."""
+def parse_filters(
+    legal_status: str | None, patent_type: str | None, text: str | None, tier: str = "", flagged: str = ""
+) -> PatentFilters:
+    """Filters from query parameters; an unknown status, type or tier is a field error, not a silent no-op."""
     errors = []
+    try:
+        tier_filters = tiers.parse_filters(tier, flagged)
+    except ValidationFailed as exc:
+        errors += exc.errors
     status = kind = None
     if legal_status:
         try:
@@ -83,7 +94,9 @@ def parse_filters(legal_status: str | None, patent_type: str | None, text: str |
             errors.append(FieldError("type", "未知的专利类型"))
     if errors:
         raise ValidationFailed(errors)
-    return PatentFilters(legal_status=status, patent_type=kind, text=rules.clean_text(text)[:100])
+    return PatentFilters(
+        legal_status=status, patent_type=kind, text=rules.clean_text(text)[:100], tiers=tier_filters
+    )
 
 
 async def list_patents(
@@ -106,10 +119,13 @@ async def list_patents(
                 Patent.application_number.contains(number or filters.text, autoescape=True),
             )
         )
-    total = int(await session.scalar(select(func.count()).select_from(Patent).where(*conditions)) or 0)
-    items = await session.scalars(
-        select(Patent).where(*conditions).order_by(Patent.id.desc()).offset((page - 1) * per_page).limit(per_page)
-    )
+    query = select(Patent)
+    if filters.tiers.active:
+        query = query.join(PatentTier, PatentTier.patent_id == Patent.id)
+        conditions += tiers.conditions(filters.tiers)
+    query = query.where(*conditions)
+    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    items = await session.scalars(query.order_by(Patent.id.desc()).offset((page - 1) * per_page).limit(per_page))
     return Page(items=list(items), number=page, per_page=per_page, total=total)
 
 

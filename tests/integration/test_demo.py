@@ -75,5 +75,19 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     in_force = [c for c in contracts if c.status is ContractStatus.ACTIVE and c not in held]
     assert batch.status is BatchStatus.READY and batch.contract_count == len(in_force) >= 2
 
+    # Market evaluations: the demo enterprise and an expert (whose login is printed) rated catalogue
+    # patents, so the catalogue shows scores.
+    from marketplace.accounts.models import Role, User
+    from marketplace.evaluations.models import PatentEvaluation
+
+    assert "expert@demo.cn（评审专家）" in logins
+    expert = await db.scalar(select(User).where(User.email == "expert@demo.cn"))
+    assert expert.role is Role.EXPERT
+    evaluations = (await db.scalars(select(PatentEvaluation))).all()
+    assert len(evaluations) >= 10 and {e.evaluator_user_id for e in evaluations} >= {expert.id}
+    published_patents = {o.patent_id for o in published}
+    assert {e.patent_id for e in evaluations} <= published_patents
+    assert all(1 <= e.prospects <= 5 for e in evaluations)
+
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)
