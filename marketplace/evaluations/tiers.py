@@ -25,8 +25,10 @@ from marketplace.evaluations import tiering
 from marketplace.evaluations.models import CooperationWillingness, PatentEvaluation, PatentTier
 from marketplace.evaluations.tiering import Assessment, EvaluationSignals, PatentFacts, Tier, TieringRules
 from marketplace.licensing.models import LicenceContract
+from marketplace.licensing.services import RETIER_PATENT
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
-from marketplace.outbox.services import periodic_batches
+from marketplace.outbox.models import OutboxMessage
+from marketplace.outbox.services import handler, periodic_batches
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import Patent
 from marketplace.settings import Settings
@@ -216,6 +218,12 @@ async def retier_catalogue(
             run.patents += len(ids)
             run.changed += await retier(session, ids, rules, on=on, trigger="periodic")
         after = ids[-1]
+
+
+@handler(RETIER_PATENT)
+async def _retier_patent(session: AsyncSession, message: OutboxMessage, settings: Settings) -> None:
+    """A licence was taken: its patent's licence count (and re-evaluation flag) changed."""
+    await retier(session, [int(message.payload["patent_id"])], rules_for(settings), trigger="contract")
 
 
 @periodic_batches("evaluations.tiering", 24 * 3600)

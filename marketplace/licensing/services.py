@@ -42,6 +42,8 @@ from marketplace.patents.models import LegalStatus, Patent
 ENTITY = "licence_contract"
 #: Outbox kind handled by billing: invoice whatever a new contract already owes.
 BILL_CONTRACT = "billing.bill_contract"
+#: Handled by ``evaluations.tiers``: re-tier the patent of a new licence.
+RETIER_PATENT = "evaluations.retier_patent"
 
 
 class EmailUnconfirmed(DomainError):
@@ -309,6 +311,8 @@ async def _create(
     if contract.obligations:
         # Billing issues what is due already (a lump sum, a first instalment) within seconds.
         add_side_effect(session, kind=BILL_CONTRACT, payload={"contract_id": contract.id}, key=str(contract.id))
+    # A licence counts in its patent's tier (分层) and ends a re-evaluation flag: the worker re-tiers it.
+    add_side_effect(session, kind=RETIER_PATENT, payload={"patent_id": contract.patent_id}, key=str(contract.id))
     return contract
 
 

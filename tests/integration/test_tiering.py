@@ -198,3 +198,36 @@ async def test_bad_api_filters_are_problems_not_errors(client, db, query):
         response = await client.get(f"{path}?{query}", headers=bearer(token))
         assert response.status_code == 400, (path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_new_licence_re_tiers_its_patent_through_the_worker(db, sessionmaker, settings):
+    from marketplace.accounts.models import User
+    from marketplace.accounts.services import principal_for
+    from marketplace.licensing import services as licensing
+    from marketplace.outbox.services import drain_once
+    from tests.licensing_factories import notice_form
+
+    world = await make_world(db)
+    await db.execute(
+        update(OpenLicenceOffer)
+        .where(OpenLicenceOffer.id == world.offer.id)
+        .values(published_at=now_utc() - timedelta(days=400))
+    )
+    await db.commit()
+    await tiers.retier_catalogue(sessionmaker, tiers.rules_for(settings))
+    before = await _tier(db, world.patent_id)
+    assert before.needs_re_evaluation and not any("许可" in line["text"] for line in before.reasons["lines"])
+
+    async with sessionmaker() as session, session.begin():
+        taker = principal_for(await session.get(User, world.account("enterprise_admin").user.id))
+        await licensing.accept(
+            session, actor=taker, offer_id=world.offer.id, values=notice_form(), client=licensing.ClientInfo()
+        )
+    while await drain_once(sessionmaker, settings):
+        pass
+
+    after = await _tier(db, world.patent_id)
+    assert {"text": "已有1份许可 ≥ 1份：+3", "points": 3} in after.reasons["lines"]
+    assert after.points == before.points + 3 and not after.needs_re_evaluation
+    audits = await _tier_audits(db, world.patent_id)
+    assert audits[-1].details["trigger"] == "contract" and audits[-1].details["to"]["needs_re_evaluation"] is False
