@@ -204,17 +204,11 @@ async def move(session: AsyncSession, moves: Sequence[Move], *, actor: Principal
             raise ValueError(f"filing {change.filing_id}: {change.from_status} → {change.to_status} is not allowed")
     at = now_utc()
     # Rows moving with the same values (e.g. a whole export chunk) share one UPDATE … WHERE id IN (…).
-    # Moves built with one shared ``values`` dict need its key computed once.
     groups: dict[str, tuple[dict[str, Any], list[int]]] = {}
-    keys: dict[tuple[FilingStatus, int], str] = {}
     for change in moves:
-        known = (change.to_status, id(change.values))
-        key = keys.get(known)
-        if key is None:
-            values = {"status": change.to_status, **change.values, "updated_at": at}
-            key = keys[known] = json.dumps(values, sort_keys=True, default=str)
-            groups.setdefault(key, (values, []))
-        groups[key][1].append(change.filing_id)
+        values = {"status": change.to_status, **change.values, "updated_at": at}
+        key = json.dumps(values, sort_keys=True, default=str)
+        groups.setdefault(key, (values, []))[1].append(change.filing_id)
     dialect = (await session.connection()).dialect.name
     for values, ids in groups.values():
         for start in range(0, len(ids), CHUNK):
