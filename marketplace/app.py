@@ -30,6 +30,7 @@ from marketplace.evaluations.tiering import load_rules
 from marketplace.files.controllers import ROUTES as FILE_ROUTES
 from marketplace.filings.controllers import ROUTES as FILING_ROUTES
 from marketplace.licensing.controllers import ROUTES as LICENSING_ROUTES
+from marketplace.matching.controllers import ROUTES as MATCHING_ROUTES
 from marketplace.offers.controllers import ROUTES as OFFER_ROUTES
 from marketplace.outbox.controllers import ROUTES as OUTBOX_ROUTES
 from marketplace.outbox.services import run_worker
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *BILLING_ROUTES,
             *CATALOGUE_ROUTES,
             *EVALUATION_ROUTES,
+            *MATCHING_ROUTES,
             *FILE_ROUTES,
             *FILING_ROUTES,
             *OUTBOX_ROUTES,

@@ -29,6 +29,7 @@ from marketplace.licensing.models import (
     PaymentObligation,
     WrittenNotice,
 )
+from marketplace.matching.models import InboxMessage, InterestProfile, MatchEvent, OfferPush
 from marketplace.offers.models import OpenLicenceOffer
 from marketplace.outbox.models import MailMessage, OutboxMessage
 from marketplace.patents.models import Patent
@@ -45,11 +46,15 @@ __all__ = [
     "FilingBatch",
     "FilingBatchItem",
     "FilingImport",
+    "InboxMessage",
+    "InterestProfile",
     "Invoice",
     "InvoiceLine",
     "LedgerEntry",
     "LicenceContract",
     "MailMessage",
+    "MatchEvent",
+    "OfferPush",
     "OpenLicenceOffer",
     "Organisation",
     "OutboxMessage",

@@ -14,6 +14,7 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.db import Base, DateTimeUTC, Money, enum_type
+from marketplace.evaluations.tiering import Tier
 from marketplace.offers.models import PaymentMode
 from marketplace.patents.models import PatentType
 
@@ -33,6 +34,8 @@ class CatalogueEntry(Base):
         Index("ix_catalogue_published", "published_at"),
         Index("ix_catalogue_expiry", "expiry_date"),
         Index("ix_catalogue_ipc_section", "ipc_section"),
+        # Matching picks candidates by the IPC subclass its concordance maps to industries.
+        Index("ix_catalogue_ipc_subclass", "ipc_subclass"),
     )
 
     offer_id: Mapped[int] = mapped_column(ForeignKey("open_licence_offers.id", ondelete="CASCADE"), unique=True)
@@ -44,10 +47,13 @@ class CatalogueEntry(Base):
     patent_type: Mapped[PatentType] = mapped_column(enum_type(PatentType, "patent_type"))
     ipc_section: Mapped[str | None] = mapped_column(String(1))
     ipc_class: Mapped[str | None] = mapped_column(String(3))
+    ipc_subclass: Mapped[str | None] = mapped_column(String(4))
     province_code: Mapped[str | None] = mapped_column(String(2))
     payment_mode: Mapped[PaymentMode] = mapped_column(enum_type(PaymentMode, "payment_mode"))
     pay_after_use: Mapped[bool] = mapped_column(default=False)
     upfront_cost_fen: Mapped[int] = mapped_column(Money, default=0)
     trl: Mapped[int | None] = mapped_column()
+    #: The patent's tier (分层), copied from ``patent_tiers`` so that matching ranks without a join.
+    tier: Mapped[Tier | None] = mapped_column(enum_type(Tier, "patent_tier"))
     published_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     expiry_date: Mapped[date] = mapped_column()

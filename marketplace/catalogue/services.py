@@ -44,6 +44,7 @@ from marketplace.catalogue.rules import CatalogueQuery, SortOrder, index_tokens
 from marketplace.clock import now_utc
 from marketplace.errors import ValidationFailed
 from marketplace.evaluations import services as evaluation_services
+from marketplace.evaluations.models import PatentTier
 from marketplace.evaluations.rules import Aggregate
 from marketplace.offers.models import OpenLicenceOffer, PaymentMode
 from marketplace.patents.models import PatentType
@@ -54,16 +55,18 @@ _FTS = table("catalogue_fts", column("rowid", Integer))
 LICENSOR_FACET_SIZE = 20
 
 
-def _ipc_parts(ipc: str | None) -> tuple[str | None, str | None]:
+def _ipc_parts(ipc: str | None) -> tuple[str | None, str | None, str | None]:
+    """Section, class and subclass of an IPC code (``H01M 10/0525`` → H, H01, H01M)."""
     code = (ipc or "").replace(" ", "").upper()
-    return (code[:1] or None, code[:3] if len(code) >= 3 else None)
+    return (code[:1] or None, code[:3] if len(code) >= 3 else None, code[:4] if len(code) >= 4 else None)
 
 
 async def upsert_entry(session: AsyncSession, offer: OpenLicenceOffer) -> CatalogueEntry:
     """Put a published offer in the catalogue (or refresh its row). Call in the publishing transaction."""
     patent = offer.patent
     licensor = offer.licensor
-    section, ipc_class = _ipc_parts(patent.ipc_main)
+    section, ipc_class, subclass = _ipc_parts(patent.ipc_main)
+    tier = await session.scalar(select(PatentTier.tier).where(PatentTier.patent_id == patent.id))
     entry = await session.scalar(select(CatalogueEntry).where(CatalogueEntry.offer_id == offer.id))
     if entry is None:
         entry = CatalogueEntry(offer_id=offer.id)
@@ -78,6 +81,8 @@ async def upsert_entry(session: AsyncSession, offer: OpenLicenceOffer) -> Catalo
     entry.patent_type = patent.patent_type
     entry.ipc_section = section
     entry.ipc_class = ipc_class
+    entry.ipc_subclass = subclass
+    entry.tier = tier
     entry.province_code = licensor.province_code
     entry.payment_mode = offer.payment_mode
     entry.pay_after_use = offer.pay_after_use

@@ -19,6 +19,7 @@ from marketplace.evaluations import rules, tiers
 from marketplace.evaluations.models import CooperationWillingness, PatentEvaluation
 from marketplace.evaluations.rules import Aggregate, EvaluationInput
 from marketplace.evaluations.tiering import TieringRules
+from marketplace.matching import services as matching_services
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.patents.models import Patent
@@ -68,6 +69,7 @@ async def save(
     Everything is checked before anything is written."""
     evaluation, created = await _save(session, actor, patent_id, values)
     await tiers.retier(session, [patent_id], rules, trigger="evaluation")
+    await matching_services.learn_from_patent(session, actor, patent_id, weight=matching_services.EVALUATION_WEIGHT)
     return evaluation, created
 
 

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import ColumnElement, case, exists, func, select
+from sqlalchemy import ColumnElement, case, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.accounts.models import Organisation
 from marketplace.audit.services import record
+from marketplace.catalogue.models import CatalogueEntry
 from marketplace.clock import business_date, now_utc, today
 from marketplace.errors import FieldError, ValidationFailed
 from marketplace.evaluations import tiering
@@ -147,6 +148,7 @@ async def retier(
         for row in await session.scalars(select(PatentTier).where(PatentTier.patent_id.in_(list(inputs))))
     }
     changed = 0
+    new_tiers: dict[Tier, list[int]] = {}
     for patent_id, (facts, signals) in inputs.items():
         assessment = tiering.assess(facts, signals, rules, on)
         values = _values(assessment)
@@ -163,7 +165,15 @@ async def retier(
             row.computed_at = now_utc()
         if before != (assessment.tier, assessment.needs_re_evaluation):
             await _audit(session, patent_id, before, assessment, trigger)
+        if before[0] != assessment.tier:
+            new_tiers.setdefault(assessment.tier, []).append(patent_id)
     await session.flush()
+    # Matching ranks catalogue rows by tier without a join, so the copy there follows each change.
+    for tier, ids in new_tiers.items():
+        await session.execute(
+            update(CatalogueEntry).where(CatalogueEntry.patent_id.in_(ids)).values(tier=tier)
+            .execution_options(synchronize_session=False)
+        )
     return changed
 
 

@@ -17,6 +17,7 @@ from marketplace.errors import NotFound, ValidationFailed
 from marketplace.evaluations import services as evaluation_services
 from marketplace.files.services import Upload
 from marketplace.licensing.services import licence_counts
+from marketplace.matching import services as matching_services
 from marketplace.offers import rules, schemas, services
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
 from marketplace.settings import Settings
@@ -328,8 +329,11 @@ class PublicOfferController(Controller):
         annual_base: str = "",
         start: str = "",
         evaluated: str = "",
+        via: str = "",
     ) -> Template:
         offer = await services.get_public(db_session, current(request), offer_id)
+        if offer.status is OfferStatus.PUBLISHED:
+            await matching_services.note_view(db_session, current(request), offer.patent_id, via)
         calculator = _calculator(offer, annual_base, start)
         evaluation = await evaluation_services.panel(db_session, current(request), offer.patent)
         context = {

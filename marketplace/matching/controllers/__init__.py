@@ -1,0 +1,8 @@
+"""HTTP routes of matching: the interest profile and recommendations (``profile``), the inbox,
+weekly digest and licensors' pushes (``inbox``), and the conversion funnel (``funnel``)."""
+
+from marketplace.matching.controllers.funnel import ROUTES as FUNNEL_ROUTES
+from marketplace.matching.controllers.inbox import ROUTES as INBOX_ROUTES
+from marketplace.matching.controllers.profile import ROUTES as PROFILE_ROUTES
+
+ROUTES = [*PROFILE_ROUTES, *INBOX_ROUTES, *FUNNEL_ROUTES]

@@ -1,0 +1,3 @@
+"""Matching routes: funnel (to be filled)."""
+
+ROUTES: list = []

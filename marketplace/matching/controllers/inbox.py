@@ -1,0 +1,3 @@
+"""Matching routes: inbox (to be filled)."""
+
+ROUTES: list = []

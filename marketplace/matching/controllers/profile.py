@@ -1,0 +1,3 @@
+"""Matching routes: profile (to be filled)."""
+
+ROUTES: list = []

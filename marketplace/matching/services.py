@@ -1,0 +1,471 @@
+"""Matching use cases: an enterprise's interest profile, its recommendations, and the funnel's
+first two stages (shown, viewed).
+
+Recommendations are ranked in the database: each relevance signal of the profile (industry through
+the IPC concordance, IPC codes, keywords through the catalogue's full-text index) is one indexed
+branch of a ``UNION ALL``; the branches are added up per catalogue row together with tier, cost
+and region, exactly as :func:`marketplace.matching.rules.score` adds them, and only the best rows
+leave the database. Their reasons are then computed by ``rules.score`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    column,
+    exists,
+    func,
+    literal_column,
+    select,
+    table,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from marketplace.accounts.models import Organisation, OrganisationKind
+from marketplace.accounts.rules import Principal
+from marketplace.audit.services import record
+from marketplace.catalogue import rules as catalogue_rules
+from marketplace.catalogue.models import CatalogueEntry
+from marketplace.clock import now_utc
+from marketplace.errors import Forbidden, ValidationFailed
+from marketplace.licensing.models import ContractStatus, LicenceContract
+from marketplace.matching import rules
+from marketplace.matching.models import Channel, FunnelStage, InterestProfile, MatchEvent
+from marketplace.offers.models import PaymentMode
+from marketplace.patents.models import PatentType
+
+_ENTRIES = CatalogueEntry.__table__
+_FTS = table("catalogue_fts", column("rowid", Integer))
+MAX_RECOMMENDATIONS = 50
+DEFAULT_RECOMMENDATIONS = 20
+#: Weights of what an enterprise does, for the learned part of its profile.
+VIEW_WEIGHT = 1
+EVALUATION_WEIGHT = 3
+_LIVE = (ContractStatus.AWAITING_PAYMENT, ContractStatus.ACTIVE)
+
+
+def matching_refusal(principal: Principal | None) -> str | None:
+    if principal is None:
+        return "请先登录"
+    if principal.organisation_kind is not OrganisationKind.ENTERPRISE or principal.is_expert:
+        return "匹配推荐面向企业用户"
+    return None
+
+
+def require_enterprise(principal: Principal | None) -> Principal:
+    refusal = matching_refusal(principal)
+    if refusal:
+        raise Forbidden(refusal)
+    assert principal is not None
+    return principal
+
+
+# ---------------------------------------------------------------------------------------------
+# Profiles
+# ---------------------------------------------------------------------------------------------
+
+
+def prefilled(organisation: Organisation) -> dict[str, Any]:
+    """A new profile from what the enterprise said at sign-up: its industry section and province."""
+    return {
+        "industries": [organisation.industry_code] if organisation.industry_code else [],
+        "province_codes": [organisation.division_code[:2]]
+        if organisation.division_code and organisation.division_code[:2] in catalogue_rules.PROVINCES
+        else [],
+    }
+
+
+async def profile_for(session: AsyncSession, organisation_id: int) -> InterestProfile:
+    """The enterprise's profile, created from its sign-up data on first use."""
+    profile = await session.scalar(select(InterestProfile).where(InterestProfile.organisation_id == organisation_id))
+    if profile is not None:
+        return profile
+    organisation = await session.get_one(Organisation, organisation_id)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    at = now_utc()
+    values = {
+        "organisation_id": organisation_id,
+        "keywords": [],
+        "ipc_codes": [],
+        "learned_ipc": {},
+        "learned_keywords": {},
+        "industries": [],
+        "province_codes": [],
+        **prefilled(organisation),
+        "prefers_pay_after_use": False,
+        "digest_enabled": True,
+        "push_enabled": True,
+        "digest_through": at,
+        "created_at": at,
+        "updated_at": at,
+    }
+    # Two first requests of one enterprise at once: the second finds the first's row.
+    await session.execute(dialect.insert(InterestProfile).values(values).on_conflict_do_nothing())
+    return await session.scalar(select(InterestProfile).where(InterestProfile.organisation_id == organisation_id))
+
+
+def as_rules(profile: InterestProfile) -> rules.Profile:
+    return rules.Profile(
+        industries=tuple(profile.industries),
+        keywords=tuple(profile.keywords),
+        ipc_codes=tuple(profile.ipc_codes),
+        provinces=tuple(profile.province_codes),
+        max_upfront_fen=profile.max_upfront_fen,
+        prefers_pay_after_use=profile.prefers_pay_after_use,
+        learned_ipc=dict(profile.learned_ipc or {}),
+        learned_keywords=dict(profile.learned_keywords or {}),
+    )
+
+
+_EDITABLE = ("industries", "keywords", "ipc_codes", "province_codes", "max_upfront_fen", "prefers_pay_after_use")
+
+
+async def update_profile(
+    session: AsyncSession,
+    actor: Principal,
+    data: rules.ProfileInput,
+    *,
+    digest_enabled: bool | None = None,
+    push_enabled: bool | None = None,
+    clear_learned: bool = False,
+) -> InterestProfile:
+    """Replace the profile's own fields (all checked first; nothing changes on an error), audited."""
+    require_enterprise(actor)
+    values, errors = rules.check_profile(data)
+    if errors:
+        raise ValidationFailed(errors)
+    profile = await profile_for(session, actor.organisation_id)
+    if digest_enabled is not None:
+        values["digest_enabled"] = digest_enabled
+    if push_enabled is not None:
+        values["push_enabled"] = push_enabled
+    if clear_learned:
+        values["learned_ipc"] = {}
+        values["learned_keywords"] = {}
+    before = {name: getattr(profile, name) for name in values}
+    changes = {name: {"from": before[name], "to": value} for name, value in values.items() if before[name] != value}
+    if not changes:
+        return profile
+    for name, value in values.items():
+        setattr(profile, name, value)
+    profile.edited_at = now_utc()
+    profile.edited_by_user_id = actor.user_id
+    await session.flush()
+    await record(
+        session,
+        entity_type="interest_profile",
+        entity_id=profile.id,
+        action="profile.update",
+        actor=actor,
+        reason="企业修改兴趣画像",
+        details={"changes": changes},
+    )
+    return profile
+
+
+async def set_digest(session: AsyncSession, organisation_id: int, enabled: bool, *, actor: Principal | None) -> None:
+    """Subscribe or unsubscribe an enterprise from the weekly digest (the e-mail link needs no login)."""
+    profile = await profile_for(session, organisation_id)
+    if profile.digest_enabled == enabled:
+        return
+    profile.digest_enabled = enabled
+    if enabled:
+        # A returning subscriber gets what is new from now on, not a backlog.
+        profile.digest_through = now_utc()
+    await session.flush()
+    await record(
+        session,
+        entity_type="interest_profile",
+        entity_id=profile.id,
+        action="profile.digest",
+        actor=actor,
+        from_state="subscribed" if not enabled else "unsubscribed",
+        to_state="subscribed" if enabled else "unsubscribed",
+        reason="退订每周推荐" if not enabled else "订阅每周推荐",
+    )
+
+
+async def learn_from_patent(session: AsyncSession, principal: Principal | None, patent_id: int, *, weight: int) -> None:
+    """Let what an enterprise views (weight 1) or evaluates (3) count in its profile."""
+    if matching_refusal(principal):
+        return
+    assert principal is not None
+    entry = await session.execute(
+        select(_ENTRIES.c.ipc_subclass, _ENTRIES.c.title).where(_ENTRIES.c.patent_id == patent_id).limit(1)
+    )
+    row = entry.first()
+    if row is None:
+        return
+    profile = await profile_for(session, principal.organisation_id)
+    if row.ipc_subclass:
+        profile.learned_ipc = rules.learn(profile.learned_ipc or {}, [row.ipc_subclass], weight)
+    terms = rules.domain_terms(row.title)
+    if terms:
+        profile.learned_keywords = rules.learn(profile.learned_keywords or {}, terms, weight)
+    await session.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# Funnel events
+# ---------------------------------------------------------------------------------------------
+
+
+async def record_events(
+    session: AsyncSession, organisation_id: int, patent_ids: Sequence[int], stage: FunnelStage, channel: Channel
+) -> None:
+    """The first time ``organisation_id`` reached ``stage`` for each patent; later ones are no-ops."""
+    if not patent_ids:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    at = now_utc()
+    rows = [
+        {
+            "organisation_id": organisation_id,
+            "patent_id": patent_id,
+            "stage": stage,
+            "channel": channel,
+            "created_at": at,
+            "updated_at": at,
+        }
+        for patent_id in dict.fromkeys(patent_ids)
+    ]
+    await session.execute(dialect.insert(MatchEvent).values(rows).on_conflict_do_nothing())
+
+
+# ---------------------------------------------------------------------------------------------
+# Recommendations
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended published offer, its points and why."""
+
+    offer_id: int
+    patent_id: int
+    title: str
+    licensor_name: str
+    patent_type: PatentType
+    ipc_subclass: str | None
+    province_code: str | None
+    payment_mode: PaymentMode
+    pay_after_use: bool
+    upfront_cost_fen: int
+    tier: str | None
+    published_at: datetime
+    match: rules.Match
+
+    @property
+    def url(self) -> str:
+        return f"/catalogue/{self.offer_id}"
+
+    @property
+    def province_name(self) -> str:
+        return catalogue_rules.province_name(self.province_code)
+
+
+_KIND_INDUSTRY, _KIND_IPC, _KIND_KEYWORD, _KIND_LEARNED_KEYWORD = 1, 2, 3, 4
+
+
+def _branch(kind: int, points: int, where: ColumnElement[bool], *, source: Any = None, key: Any = None) -> Select:
+    key = key if key is not None else _ENTRIES.c.id
+    # Constants inline: the kinds and points are our own integers, and a literal keeps the UNION typed.
+    query = select(
+        key.label("entry_id"),
+        literal_column(str(int(kind))).label("kind"),
+        literal_column(str(int(points))).label("points"),
+    )
+    return query.select_from(source if source is not None else _ENTRIES).where(where)
+
+
+def _has_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
+    return and_(_ENTRIES.c.ipc_subclass.is_not(None), where)
+
+
+def _keyword_branch(dialect: str, kind: int, points: int, keyword: str) -> Select | None:
+    tokens = list(rules.keyword_tokens(keyword))
+    if not tokens:
+        return None
+    if dialect == "sqlite":
+        match = text("catalogue_fts MATCH :m").bindparams(m=catalogue_rules.fts5_match(tokens, []))
+        return _branch(kind, points, match, source=_FTS, key=_FTS.c.rowid)
+    tsquery = func.to_tsquery(literal_column("'simple'"), catalogue_rules.pg_tsquery(tokens))
+    vector = func.to_tsvector(literal_column("'simple'"), _ENTRIES.c.search_tokens)
+    return _branch(kind, points, vector.op("@@")(tsquery))
+
+
+def relevance_branches(dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS) -> list[Select]:
+    """One indexed query per relevance signal: (entry_id, kind, points) rows."""
+    branches: list[Select] = []
+    for branch in rules.industry_branches(profile.industries, weights):
+        if branch.subclasses:
+            branches.append(_branch(_KIND_INDUSTRY, branch.points, _ENTRIES.c.ipc_subclass.in_(branch.subclasses)))
+        if branch.classes:
+            where = _ENTRIES.c.ipc_class.in_(branch.classes)
+            if branch.overridden:
+                where = and_(where, _ENTRIES.c.ipc_subclass.not_in(branch.overridden))
+            branches.append(_branch(_KIND_INDUSTRY, branch.points, _has_subclass(where)))
+    subclasses = [code for code in profile.ipc_codes if len(code) == 4]
+    classes = [code for code in profile.ipc_codes if len(code) == 3]
+    if subclasses:
+        branches.append(_branch(_KIND_IPC, weights.ipc_subclass, _ENTRIES.c.ipc_subclass.in_(subclasses)))
+    if classes:
+        branches.append(_branch(_KIND_IPC, weights.ipc_class, _has_subclass(_ENTRIES.c.ipc_class.in_(classes))))
+    if profile.top_learned_ipc:
+        branches.append(_branch(_KIND_IPC, weights.ipc_learned, _ENTRIES.c.ipc_subclass.in_(profile.top_learned_ipc)))
+    for keyword in profile.keywords:
+        branch = _keyword_branch(dialect, _KIND_KEYWORD, weights.keyword, keyword)
+        if branch is not None:
+            branches.append(branch)
+    for keyword in profile.top_learned_keywords:
+        branch = _keyword_branch(dialect, _KIND_LEARNED_KEYWORD, weights.keyword_learned, keyword)
+        if branch is not None:
+            branches.append(branch)
+    return branches
+
+
+def _capped(value: ColumnElement[int], cap: int) -> ColumnElement[int]:
+    return case((value > cap, cap), else_=value)
+
+
+def _boosters(profile: rules.Profile, weights: rules.Weights) -> ColumnElement[int]:
+    """Tier, cost fit and region, as ``rules.score`` adds them."""
+    e = _ENTRIES.c
+    tier = case((e.tier == "high_value", weights.tier_high), (e.tier == "general", weights.tier_general), else_=0)
+    if profile.max_upfront_fen is None:
+        cost = case((e.upfront_cost_fen == 0, weights.no_upfront), else_=0)
+    else:
+        cost = case(
+            (e.upfront_cost_fen == 0, weights.no_upfront),
+            (e.upfront_cost_fen <= profile.max_upfront_fen, weights.within_budget),
+            else_=weights.over_budget,
+        )
+    after_use = weights.pay_after_use_preferred if profile.prefers_pay_after_use else weights.pay_after_use
+    total = tier + cost + case((e.pay_after_use, after_use), else_=0)
+    if profile.provinces:
+        total = total + case((e.province_code.in_(profile.provinces), weights.same_region), else_=0)
+    return total
+
+
+def ranking_query(
+    dialect: str, profile: rules.Profile, organisation_id: int, *, limit: int, weights: rules.Weights = rules.WEIGHTS
+) -> Select | None:
+    """The best ``limit`` catalogue rows for ``profile`` with their total points; None when the
+    profile has no relevance signal (then nothing is relevant)."""
+    branches = relevance_branches(dialect, profile, weights)
+    if not branches:
+        return None
+    hits = union_all(*branches).subquery("hits")
+
+    def part(kind: int, aggregate: Any) -> ColumnElement[int]:
+        return func.coalesce(aggregate(case((hits.c.kind == kind, hits.c.points))), 0)
+
+    scored = (
+        select(
+            hits.c.entry_id,
+            (
+                part(_KIND_INDUSTRY, func.max)
+                + part(_KIND_IPC, func.max)
+                + _capped(part(_KIND_KEYWORD, func.sum), weights.keyword_cap)
+                + _capped(part(_KIND_LEARNED_KEYWORD, func.sum), weights.keyword_learned_cap)
+            ).label("relevance"),
+        )
+        .group_by(hits.c.entry_id)
+        .subquery("scored")
+    )
+    e = _ENTRIES.c
+    licensed = exists().where(
+        LicenceContract.licensee_organisation_id == organisation_id,
+        LicenceContract.patent_id == e.patent_id,
+        LicenceContract.status.in_(_LIVE),
+    )
+    total = (scored.c.relevance + _boosters(profile, weights)).label("total")
+    return (
+        select(_ENTRIES, total)
+        .join(scored, scored.c.entry_id == e.id)
+        .where(e.licensor_organisation_id != organisation_id, ~licensed)
+        .order_by(total.desc(), e.published_at.desc(), e.id.desc())
+        .limit(limit)
+    )
+
+
+def item_of(row: Any) -> rules.Item:
+    return rules.Item(
+        ipc_subclass=row.ipc_subclass,
+        tokens=frozenset(row.search_tokens.split()),
+        tier=str(row.tier) if row.tier is not None else None,
+        upfront_cost_fen=row.upfront_cost_fen,
+        pay_after_use=row.pay_after_use,
+        province_code=row.province_code,
+    )
+
+
+def recommendation_of(row: Any, match: rules.Match) -> Recommendation:
+    return Recommendation(
+        offer_id=row.offer_id,
+        patent_id=row.patent_id,
+        title=row.title,
+        licensor_name=row.licensor_name,
+        patent_type=PatentType(row.patent_type),
+        ipc_subclass=row.ipc_subclass,
+        province_code=row.province_code,
+        payment_mode=PaymentMode(row.payment_mode),
+        pay_after_use=row.pay_after_use,
+        upfront_cost_fen=row.upfront_cost_fen,
+        tier=str(row.tier) if row.tier is not None else None,
+        published_at=row.published_at,
+        match=match,
+    )
+
+
+async def rank(
+    session: AsyncSession, profile: rules.Profile, organisation_id: int, *, limit: int = DEFAULT_RECOMMENDATIONS
+) -> list[Recommendation]:
+    """The best published offers for ``profile``, each with the reasons for its points."""
+    dialect = session.get_bind().dialect.name
+    query = ranking_query(dialect, profile, organisation_id, limit=limit)
+    if query is None:
+        return []
+    result = []
+    for row in await session.execute(query):
+        match = rules.score(profile, item_of(row))
+        result.append(recommendation_of(row, match))
+    return result
+
+
+async def recommendations(
+    session: AsyncSession, principal: Principal | None, *, limit: int = DEFAULT_RECOMMENDATIONS, channel: Channel
+) -> tuple[InterestProfile, list[Recommendation]]:
+    """The calling enterprise's recommendations; each shown offer is a funnel ``shown`` event."""
+    principal = require_enterprise(principal)
+    if not 1 <= limit <= MAX_RECOMMENDATIONS:
+        raise ValidationFailed.single("limit", f"条数应在 1 到 {MAX_RECOMMENDATIONS} 之间", "out_of_range")
+    profile = await profile_for(session, principal.organisation_id)
+    items = await rank(session, as_rules(profile), principal.organisation_id, limit=limit)
+    await record_events(
+        session, principal.organisation_id, [item.patent_id for item in items], FunnelStage.SHOWN, channel
+    )
+    return profile, items
+
+
+async def note_view(session: AsyncSession, principal: Principal | None, patent_id: int, via: str = "") -> None:
+    """An enterprise opened a catalogue patent: the funnel's ``viewed`` stage and its learned profile.
+    ``via`` is the channel the link came from (a recommendation, the digest, a push)."""
+    if matching_refusal(principal):
+        return
+    assert principal is not None
+    channel = Channel(via) if via in {c.value for c in Channel} else Channel.CATALOGUE
+    await record_events(session, principal.organisation_id, [patent_id], FunnelStage.VIEWED, channel)
+    await learn_from_patent(session, principal, patent_id, weight=VIEW_WEIGHT)
