@@ -75,7 +75,8 @@ def worker() -> None:
     import marketplace.billing.sweep  # registers the billing sweep and the Stripe outbox handlers
     import marketplace.evaluations.tiers  # the daily tiering
     import marketplace.filings.exports  # the export renderer and the hourly filings refresh
-    import marketplace.licensing.services  # noqa: F401  (registers its periodic jobs)
+    import marketplace.licensing.services  # its periodic jobs
+    import marketplace.matching.inventory  # noqa: F401  (the stock-patent sync)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker
     from marketplace.runtime import tune_gc

@@ -29,7 +29,14 @@ from marketplace.licensing.models import (
     PaymentObligation,
     WrittenNotice,
 )
-from marketplace.matching.models import InboxMessage, InterestProfile, MatchEvent, OfferPush
+from marketplace.matching.models import (
+    InboxMessage,
+    InterestProfile,
+    InventoryEntry,
+    InventoryInterest,
+    MatchEvent,
+    OfferPush,
+)
 from marketplace.offers.models import OpenLicenceOffer
 from marketplace.outbox.models import MailMessage, OutboxMessage
 from marketplace.patents.models import Patent
@@ -48,6 +55,8 @@ __all__ = [
     "FilingImport",
     "InboxMessage",
     "InterestProfile",
+    "InventoryEntry",
+    "InventoryInterest",
     "Invoice",
     "InvoiceLine",
     "LedgerEntry",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FULLTEXT_PREFIXES = ("catalogue_fts", "ix_catalogue_fts")
+FULLTEXT_PREFIXES = ("catalogue_fts", "ix_catalogue_fts", "inventory_fts", "ix_inventory_fts")
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

@@ -46,6 +46,7 @@ from marketplace.errors import ValidationFailed
 from marketplace.evaluations import services as evaluation_services
 from marketplace.evaluations.models import PatentTier
 from marketplace.evaluations.rules import Aggregate
+from marketplace.matching import inventory
 from marketplace.offers.models import OpenLicenceOffer, PaymentMode
 from marketplace.patents.models import PatentType
 
@@ -91,12 +92,19 @@ async def upsert_entry(session: AsyncSession, offer: OpenLicenceOffer) -> Catalo
     entry.published_at = offer.published_at or now_utc()
     entry.expiry_date = patent.expiry_date
     await session.flush()
+    await inventory.leave_inventory(session, patent.id)
     return entry
 
 
 async def remove_entry(session: AsyncSession, offer_id: int) -> None:
-    """Take an offer out of the catalogue (withdrawn, superseded, patent no longer in force)."""
-    await session.execute(delete(CatalogueEntry).where(CatalogueEntry.offer_id == offer_id))
+    """Take an offer out of the catalogue (withdrawn, superseded, patent no longer in force); its
+    patent may become a stock patent again."""
+    patent_ids = list(
+        await session.scalars(
+            delete(CatalogueEntry).where(CatalogueEntry.offer_id == offer_id).returning(CatalogueEntry.patent_id)
+        )
+    )
+    inventory.queue_sync(session, patent_ids)
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,9 @@ async def retier(
     # Matching ranks catalogue rows by tier without a join, so the copy there follows each change.
     for tier, ids in new_tiers.items():
         await session.execute(
-            update(CatalogueEntry).where(CatalogueEntry.patent_id.in_(ids)).values(tier=tier)
+            update(CatalogueEntry)
+            .where(CatalogueEntry.patent_id.in_(ids))
+            .values(tier=tier)
             .execution_options(synchronize_session=False)
         )
     return changed

@@ -4,13 +4,14 @@ licensors' pushes."""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from marketplace.db import Base, DateTimeUTC, JsonB, Money, enum_type
+from marketplace.patents.models import PatentType
 
 
 class InterestProfile(Base):
@@ -126,3 +127,46 @@ class OfferPush(Base):
     #: Filled by the worker once the recipients are chosen and their messages queued.
     recipients_count: Mapped[int | None] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class InventoryEntry(Base):
+    """A stock patent (库存专利) open to a licence or an assignment but not offered in the catalogue:
+    granted, in force, not exploited by its holder, held by a university or institute. Matching ranks
+    these beside the published offers; ``matching.inventory.sync`` keeps the table in step.
+
+    Full-text search over ``search_tokens`` works as in the catalogue (``inventory_fts`` FTS5 table on
+    SQLite, GIN expression index on PostgreSQL), created by migration 0010 only."""
+
+    __tablename__ = "inventory_entries"
+    __table_args__ = (
+        Index("ix_inventory_ipc_subclass", "ipc_subclass"),
+        Index("ix_inventory_ipc_class", "ipc_class"),
+        Index("ix_inventory_licensor", "licensor_organisation_id"),
+    )
+
+    patent_id: Mapped[int] = mapped_column(ForeignKey("patents.id", ondelete="CASCADE"), unique=True)
+    licensor_organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    licensor_name: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    search_tokens: Mapped[str] = mapped_column(Text)
+    patent_type: Mapped[PatentType] = mapped_column(enum_type(PatentType, "patent_type"))
+    ipc_class: Mapped[str | None] = mapped_column(String(3))
+    ipc_subclass: Mapped[str | None] = mapped_column(String(4))
+    province_code: Mapped[str | None] = mapped_column(String(2))
+    transfer_intents: Mapped[list[str]] = mapped_column(JsonB, default=list)
+    expiry_date: Mapped[date] = mapped_column()
+
+
+class InventoryInterest(Base):
+    """An enterprise's stated interest in licensing a stock patent (许可意向): the licensor is told."""
+
+    __tablename__ = "inventory_interests"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "patent_id", name="uq_inventory_interests_org_patent"),
+        Index("ix_inventory_interests_patent", "patent_id"),
+    )
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    patent_id: Mapped[int] = mapped_column(ForeignKey("patents.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    note: Mapped[str] = mapped_column(Text, default="")

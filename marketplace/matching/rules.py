@@ -275,7 +275,8 @@ class Item:
     ipc_subclass: str | None
     tokens: frozenset[str]
     tier: str | None
-    upfront_cost_fen: int
+    #: None for a stock patent: no terms announced, so cost fit says nothing.
+    upfront_cost_fen: int | None
     pay_after_use: bool
     province_code: str | None
 
@@ -392,7 +393,8 @@ def score(profile: Profile, item: Item, weights: Weights = WEIGHTS) -> Match:
     tier = tier_points(item.tier, weights)
     if tier:
         reasons.append(Reason("tier", f"分层 {'高价值' if item.tier == 'high_value' else '一般'}", tier))
-    reasons.extend(cost_points(profile, item.upfront_cost_fen, item.pay_after_use, weights))
+    if item.upfront_cost_fen is not None:
+        reasons.extend(cost_points(profile, item.upfront_cost_fen, item.pay_after_use, weights))
     if item.province_code and item.province_code in profile.provinces:
         reasons.append(
             Reason("region", f"同在{PROVINCES.get(item.province_code, item.province_code)}", weights.same_region)

@@ -19,6 +19,8 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Table,
+    TableClause,
     and_,
     case,
     column,
@@ -42,12 +44,11 @@ from marketplace.clock import now_utc
 from marketplace.errors import Forbidden, ValidationFailed
 from marketplace.licensing.models import ContractStatus, LicenceContract
 from marketplace.matching import rules
-from marketplace.matching.models import Channel, FunnelStage, InterestProfile, MatchEvent
+from marketplace.matching.models import Channel, FunnelStage, InterestProfile, InventoryEntry, MatchEvent
 from marketplace.offers.models import PaymentMode
 from marketplace.patents.models import PatentType
 
 _ENTRIES = CatalogueEntry.__table__
-_FTS = table("catalogue_fts", column("rowid", Integer))
 MAX_RECOMMENDATIONS = 50
 DEFAULT_RECOMMENDATIONS = 20
 #: Weights of what an enterprise does, for the learned part of its profile.
@@ -279,59 +280,86 @@ class Recommendation:
 _KIND_INDUSTRY, _KIND_IPC, _KIND_KEYWORD, _KIND_LEARNED_KEYWORD = 1, 2, 3, 4
 
 
-def _branch(kind: int, points: int, where: ColumnElement[bool], *, source: Any = None, key: Any = None) -> Select:
-    key = key if key is not None else _ENTRIES.c.id
+@dataclass(frozen=True)
+class Source:
+    """A table matching ranks: the catalogue (published offers) or the stock patents (inventory)."""
+
+    table: Table
+    #: SQLite's FTS5 table over ``search_tokens`` (rowid = the row's id).
+    fts_name: str
+    #: Whether rows carry offer terms and a tier (the catalogue) or not (stock patents).
+    has_terms: bool
+
+    @property
+    def fts(self) -> TableClause:
+        return table(self.fts_name, column("rowid", Integer))
+
+
+CATALOGUE = Source(_ENTRIES, "catalogue_fts", has_terms=True)
+INVENTORY = Source(InventoryEntry.__table__, "inventory_fts", has_terms=False)
+
+
+def _branch(source: Source, kind: int, points: int, where: ColumnElement[bool], *, fts: bool = False) -> Select:
+    origin = source.fts if fts else source.table
+    key = origin.c.rowid if fts else origin.c.id
     # Constants inline: the kinds and points are our own integers, and a literal keeps the UNION typed.
     query = select(
         key.label("entry_id"),
         literal_column(str(int(kind))).label("kind"),
         literal_column(str(int(points))).label("points"),
     )
-    return query.select_from(source if source is not None else _ENTRIES).where(where)
+    return query.select_from(origin).where(where)
 
 
-def _has_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
-    return and_(_ENTRIES.c.ipc_subclass.is_not(None), where)
-
-
-def _keyword_branch(dialect: str, kind: int, points: int, keyword: str, name: str) -> Select | None:
+def _keyword_branch(source: Source, dialect: str, kind: int, points: int, keyword: str, name: str) -> Select | None:
     tokens = list(rules.keyword_tokens(keyword))
     if not tokens:
         return None
     if dialect == "sqlite":
         # Each branch its own parameter name: text() clauses sharing a name would share the value.
-        match = text(f"catalogue_fts MATCH :{name}").bindparams(**{name: catalogue_rules.fts5_match(tokens, [])})
-        return _branch(kind, points, match, source=_FTS, key=_FTS.c.rowid)
+        match = text(f"{source.fts_name} MATCH :{name}").bindparams(**{name: catalogue_rules.fts5_match(tokens, [])})
+        return _branch(source, kind, points, match, fts=True)
     tsquery = func.to_tsquery(literal_column("'simple'"), catalogue_rules.pg_tsquery(tokens))
-    vector = func.to_tsvector(literal_column("'simple'"), _ENTRIES.c.search_tokens)
-    return _branch(kind, points, vector.op("@@")(tsquery))
+    vector = func.to_tsvector(literal_column("'simple'"), source.table.c.search_tokens)
+    return _branch(source, kind, points, vector.op("@@")(tsquery))
 
 
-def relevance_branches(dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS) -> list[Select]:
+def relevance_branches(
+    dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS, *, source: Source = CATALOGUE
+) -> list[Select]:
     """One indexed query per relevance signal: (entry_id, kind, points) rows."""
+    c = source.table.c
     branches: list[Select] = []
+
+    def add(kind: int, points: int, where: ColumnElement[bool]) -> None:
+        branches.append(_branch(source, kind, points, where))
+
+    def with_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(c.ipc_subclass.is_not(None), where)
+
     for branch in rules.industry_branches(profile.industries, weights):
         if branch.subclasses:
-            branches.append(_branch(_KIND_INDUSTRY, branch.points, _ENTRIES.c.ipc_subclass.in_(branch.subclasses)))
+            add(_KIND_INDUSTRY, branch.points, c.ipc_subclass.in_(branch.subclasses))
         if branch.classes:
-            where = _ENTRIES.c.ipc_class.in_(branch.classes)
+            where = c.ipc_class.in_(branch.classes)
             if branch.overridden:
-                where = and_(where, _ENTRIES.c.ipc_subclass.not_in(branch.overridden))
-            branches.append(_branch(_KIND_INDUSTRY, branch.points, _has_subclass(where)))
+                where = and_(where, c.ipc_subclass.not_in(branch.overridden))
+            add(_KIND_INDUSTRY, branch.points, with_subclass(where))
     subclasses = [code for code in profile.ipc_codes if len(code) == 4]
     classes = [code for code in profile.ipc_codes if len(code) == 3]
     if subclasses:
-        branches.append(_branch(_KIND_IPC, weights.ipc_subclass, _ENTRIES.c.ipc_subclass.in_(subclasses)))
+        add(_KIND_IPC, weights.ipc_subclass, c.ipc_subclass.in_(subclasses))
     if classes:
-        branches.append(_branch(_KIND_IPC, weights.ipc_class, _has_subclass(_ENTRIES.c.ipc_class.in_(classes))))
+        add(_KIND_IPC, weights.ipc_class, with_subclass(c.ipc_class.in_(classes)))
     if profile.top_learned_ipc:
-        branches.append(_branch(_KIND_IPC, weights.ipc_learned, _ENTRIES.c.ipc_subclass.in_(profile.top_learned_ipc)))
-    for index, keyword in enumerate(profile.keywords):
-        branch = _keyword_branch(dialect, _KIND_KEYWORD, weights.keyword, keyword, f"keyword_{index}")
-        if branch is not None:
-            branches.append(branch)
-    for index, keyword in enumerate(profile.top_learned_keywords):
-        branch = _keyword_branch(dialect, _KIND_LEARNED_KEYWORD, weights.keyword_learned, keyword, f"learned_{index}")
+        add(_KIND_IPC, weights.ipc_learned, c.ipc_subclass.in_(profile.top_learned_ipc))
+    keywords = [(_KIND_KEYWORD, weights.keyword, word, f"keyword_{i}") for i, word in enumerate(profile.keywords)]
+    keywords += [
+        (_KIND_LEARNED_KEYWORD, weights.keyword_learned, word, f"learned_{i}")
+        for i, word in enumerate(profile.top_learned_keywords)
+    ]
+    for kind, points, word, name in keywords:
+        branch = _keyword_branch(source, dialect, kind, points, word, name)
         if branch is not None:
             branches.append(branch)
     return branches
@@ -341,31 +369,39 @@ def _capped(value: ColumnElement[int], cap: int) -> ColumnElement[int]:
     return case((value > cap, cap), else_=value)
 
 
-def _boosters(profile: rules.Profile, weights: rules.Weights) -> ColumnElement[int]:
-    """Tier, cost fit and region, as ``rules.score`` adds them."""
-    e = _ENTRIES.c
-    tier = case((e.tier == "high_value", weights.tier_high), (e.tier == "general", weights.tier_general), else_=0)
-    if profile.max_upfront_fen is None:
-        cost = case((e.upfront_cost_fen == 0, weights.no_upfront), else_=0)
-    else:
-        cost = case(
-            (e.upfront_cost_fen == 0, weights.no_upfront),
-            (e.upfront_cost_fen <= profile.max_upfront_fen, weights.within_budget),
-            else_=weights.over_budget,
-        )
-    after_use = weights.pay_after_use_preferred if profile.prefers_pay_after_use else weights.pay_after_use
-    total = tier + cost + case((e.pay_after_use, after_use), else_=0)
+def _boosters(profile: rules.Profile, weights: rules.Weights, source: Source) -> ColumnElement[int]:
+    """Tier, cost fit and region, as ``rules.score`` adds them (stock patents: region only)."""
+    c = source.table.c
+    total: ColumnElement[int] = literal_column("0")
+    if source.has_terms:
+        tier = case((c.tier == "high_value", weights.tier_high), (c.tier == "general", weights.tier_general), else_=0)
+        if profile.max_upfront_fen is None:
+            cost = case((c.upfront_cost_fen == 0, weights.no_upfront), else_=0)
+        else:
+            cost = case(
+                (c.upfront_cost_fen == 0, weights.no_upfront),
+                (c.upfront_cost_fen <= profile.max_upfront_fen, weights.within_budget),
+                else_=weights.over_budget,
+            )
+        after_use = weights.pay_after_use_preferred if profile.prefers_pay_after_use else weights.pay_after_use
+        total = tier + cost + case((c.pay_after_use, after_use), else_=0)
     if profile.provinces:
-        total = total + case((e.province_code.in_(profile.provinces), weights.same_region), else_=0)
+        total = total + case((c.province_code.in_(profile.provinces), weights.same_region), else_=0)
     return total
 
 
 def ranking_query(
-    dialect: str, profile: rules.Profile, organisation_id: int, *, limit: int, weights: rules.Weights = rules.WEIGHTS
+    dialect: str,
+    profile: rules.Profile,
+    organisation_id: int,
+    *,
+    limit: int,
+    weights: rules.Weights = rules.WEIGHTS,
+    source: Source = CATALOGUE,
 ) -> Select | None:
-    """The best ``limit`` catalogue rows for ``profile`` with their total points; None when the
+    """The best ``limit`` rows of ``source`` for ``profile`` with their total points; None when the
     profile has no relevance signal (then nothing is relevant)."""
-    branches = relevance_branches(dialect, profile, weights)
+    branches = relevance_branches(dialect, profile, weights, source=source)
     if not branches:
         return None
     hits = union_all(*branches).subquery("hits")
@@ -386,29 +422,33 @@ def ranking_query(
         .group_by(hits.c.entry_id)
         .subquery("scored")
     )
-    e = _ENTRIES.c
+    c = source.table.c
     licensed = exists().where(
         LicenceContract.licensee_organisation_id == organisation_id,
-        LicenceContract.patent_id == e.patent_id,
+        LicenceContract.patent_id == c.patent_id,
         LicenceContract.status.in_(_LIVE),
     )
-    total = (scored.c.relevance + _boosters(profile, weights)).label("total")
+    total = (scored.c.relevance + _boosters(profile, weights, source)).label("total")
+    newest = c.published_at.desc() if source.has_terms else c.expiry_date.desc()
     return (
-        select(_ENTRIES, total)
-        .join(scored, scored.c.entry_id == e.id)
-        .where(e.licensor_organisation_id != organisation_id, ~licensed)
-        .order_by(total.desc(), e.published_at.desc(), e.id.desc())
+        select(source.table, total)
+        .join(scored, scored.c.entry_id == c.id)
+        .where(c.licensor_organisation_id != organisation_id, ~licensed)
+        .order_by(total.desc(), newest, c.id.desc())
         .limit(limit)
     )
 
 
 def item_of(row: Any) -> rules.Item:
+    """A catalogue row (or, without offer columns, a stock-patent row) as matching sees it."""
+    mapping = row._mapping
+    tier = mapping.get("tier")
     return rules.Item(
         ipc_subclass=row.ipc_subclass,
         tokens=frozenset(row.search_tokens.split()),
-        tier=str(row.tier) if row.tier is not None else None,
-        upfront_cost_fen=row.upfront_cost_fen,
-        pay_after_use=row.pay_after_use,
+        tier=str(tier) if tier is not None else None,
+        upfront_cost_fen=mapping.get("upfront_cost_fen"),
+        pay_after_use=bool(mapping.get("pay_after_use", False)),
         province_code=row.province_code,
     )
 

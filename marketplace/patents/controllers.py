@@ -24,6 +24,7 @@ from marketplace.errors import ValidationFailed
 from marketplace.evaluations import services as evaluation_services
 from marketplace.evaluations import tiers
 from marketplace.evaluations.tiering import Tier
+from marketplace.matching import inventory
 from marketplace.patents import rules, services
 from marketplace.patents.models import InventoryUpload, LegalStatus, Patent, PatentType, TransferIntent, UploadMode
 from marketplace.patents.schemas import (
@@ -183,6 +184,7 @@ class PatentPages(Controller):
                 "restriction": LicenceRestriction.of(patent),
                 "intents": [TransferIntent(value).label for value in patent.transfer_intents],
                 "can_edit": patent.owner_organisation_id == me.organisation_id,
+                "interests": await inventory.interests_for_patent(db_session, patent.id),
             },
         )
 

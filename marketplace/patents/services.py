@@ -30,6 +30,7 @@ from marketplace.evaluations import tiers
 from marketplace.evaluations.models import PatentTier
 from marketplace.evaluations.tiers import TierFilters
 from marketplace.licensing.services import end_for_patents
+from marketplace.matching import inventory
 from marketplace.offers import rules as offer_rules
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer
 from marketplace.offers.services import patent_facts
@@ -235,6 +236,7 @@ async def create_patent(
         session, entity_type="patent", entity_id=patent.id, action="create", actor=actor,
         to_state=patent.legal_status.value,
     )
+    inventory.queue_sync(session, [patent.id])
     return patent
 
 
@@ -275,6 +277,7 @@ async def _patents_changed(session: AsyncSession, patent_ids: Sequence[int], act
     no longer in force (they end, and both parties are told)."""
     await _refresh_catalogue(session, patent_ids)
     await end_for_patents(session, list(patent_ids), actor)
+    inventory.queue_sync(session, patent_ids)
 
 
 async def _refresh_catalogue(session: AsyncSession, patent_ids: Sequence[int]) -> None:
@@ -518,6 +521,8 @@ async def import_inventory(
     for chunk in _chunks(changed_rows, WRITE_CHUNK):
         await session.execute(by_id, list(chunk))
     await _patents_changed(session, [values["patent_id"] for values in changed_rows], actor)
+    if new_rows:
+        inventory.queue_sync(session, organisation_id=actor.organisation_id)
 
     upload = InventoryUpload(
         organisation_id=actor.organisation_id,

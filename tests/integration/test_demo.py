@@ -100,6 +100,12 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     assert len(recommended) == 10
     assert all(item.match.relevant for item in recommended)
     assert any(reason.text == "IPC H01M ↔ 电池制造" for reason in recommended[0].match.reasons)
+    # The universities' unoffered patents open to a licence (synced by the worker, drained above) are
+    # recommended too.
+    from marketplace.matching import inventory
+
+    stock = await inventory.rank(db, matching.as_rules(profile), enterprise.id)
+    assert stock and all(item.match.relevant for item in stock)
 
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)

@@ -40,7 +40,7 @@ async def test_industry_keyword_and_boosters_rank_and_explain(db):
     assert first.match.points == 30 + 15 + 6 + 4 + 6
     # The design patent has no IPC: only its keyword makes it relevant.
     film = next(item for item in recommended if item.title == "石墨烯导热薄膜")
-    assert [reason.kind for reason in film.match.reasons][0] == "keyword"
+    assert film.match.reasons[0].kind == "keyword"
 
 
 async def test_a_profile_without_signals_gets_nothing_and_own_offers_are_left_out(db):
