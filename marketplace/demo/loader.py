@@ -30,6 +30,8 @@ from marketplace.filings import exports
 from marketplace.filings import services as filings
 from marketplace.licensing import services as licensing
 from marketplace.licensing.models import LicenceContract
+from marketplace.matching import services as matching
+from marketplace.matching.rules import ProfileInput
 from marketplace.offers import services as offers
 from marketplace.offers.models import OfferStatus, OpenLicenceOffer, PaymentMode
 from marketplace.offers.rules import add_months
@@ -293,6 +295,18 @@ async def _tiers(session, rules: TieringRules) -> None:
         after = ids[-1]
 
 
+async def _profile(session, enterprise: Principal) -> None:
+    """The new-energy enterprise's interest profile (兴趣画像), so that 为我推荐 has something to say."""
+    await matching.update_profile(
+        session,
+        enterprise,
+        ProfileInput(
+            industries=["C384", "C38"], keywords=["锂电池", "储能", "石墨烯"], ipc_codes=["H01M"],
+            provinces=["32", "31"], max_upfront_fen=5_000_000, prefers_pay_after_use=True,
+        ),
+    )
+
+
 async def load_demo(settings: Settings, *, seed: int) -> str | None:
     """Load the demo once. Returns the printable logins, or None if the demo was already there."""
     rng = random.Random(seed)
@@ -362,6 +376,7 @@ async def load_demo(settings: Settings, *, seed: int) -> str | None:
             await _billing(session, licensees[0], settings)
             await _filings(session, admin, settings)
             await _tiers(session, rules)
+            await _profile(session, licensees[0])
             await session.commit()
             is_published = OpenLicenceOffer.status == OfferStatus.PUBLISHED
             published = await session.scalar(select(func.count()).select_from(OpenLicenceOffer).where(is_published))

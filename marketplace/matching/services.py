@@ -294,12 +294,13 @@ def _has_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(_ENTRIES.c.ipc_subclass.is_not(None), where)
 
 
-def _keyword_branch(dialect: str, kind: int, points: int, keyword: str) -> Select | None:
+def _keyword_branch(dialect: str, kind: int, points: int, keyword: str, name: str) -> Select | None:
     tokens = list(rules.keyword_tokens(keyword))
     if not tokens:
         return None
     if dialect == "sqlite":
-        match = text("catalogue_fts MATCH :m").bindparams(m=catalogue_rules.fts5_match(tokens, []))
+        # Each branch its own parameter name: text() clauses sharing a name would share the value.
+        match = text(f"catalogue_fts MATCH :{name}").bindparams(**{name: catalogue_rules.fts5_match(tokens, [])})
         return _branch(kind, points, match, source=_FTS, key=_FTS.c.rowid)
     tsquery = func.to_tsquery(literal_column("'simple'"), catalogue_rules.pg_tsquery(tokens))
     vector = func.to_tsvector(literal_column("'simple'"), _ENTRIES.c.search_tokens)
@@ -325,12 +326,12 @@ def relevance_branches(dialect: str, profile: rules.Profile, weights: rules.Weig
         branches.append(_branch(_KIND_IPC, weights.ipc_class, _has_subclass(_ENTRIES.c.ipc_class.in_(classes))))
     if profile.top_learned_ipc:
         branches.append(_branch(_KIND_IPC, weights.ipc_learned, _ENTRIES.c.ipc_subclass.in_(profile.top_learned_ipc)))
-    for keyword in profile.keywords:
-        branch = _keyword_branch(dialect, _KIND_KEYWORD, weights.keyword, keyword)
+    for index, keyword in enumerate(profile.keywords):
+        branch = _keyword_branch(dialect, _KIND_KEYWORD, weights.keyword, keyword, f"keyword_{index}")
         if branch is not None:
             branches.append(branch)
-    for keyword in profile.top_learned_keywords:
-        branch = _keyword_branch(dialect, _KIND_LEARNED_KEYWORD, weights.keyword_learned, keyword)
+    for index, keyword in enumerate(profile.top_learned_keywords):
+        branch = _keyword_branch(dialect, _KIND_LEARNED_KEYWORD, weights.keyword_learned, keyword, f"learned_{index}")
         if branch is not None:
             branches.append(branch)
     return branches

@@ -89,5 +89,17 @@ async def test_demo_loads_once_with_everything_the_issue_promises(settings, db, 
     assert {e.patent_id for e in evaluations} <= published_patents
     assert all(1 <= e.prospects <= 5 for e in evaluations)
 
+    # Matching: the new-energy enterprise has an interest profile, and its recommendations are battery
+    # patents, each saying why.
+    from marketplace.matching import services as matching
+
+    enterprise = await db.scalar(select(Organisation).where(Organisation.name == "苏州启明新能源科技有限公司"))
+    profile = await matching.profile_for(db, enterprise.id)
+    assert profile.industries == ["C384", "C38"] and "锂电池" in profile.keywords
+    recommended = await matching.rank(db, matching.as_rules(profile), enterprise.id, limit=10)
+    assert len(recommended) == 10
+    assert all(item.match.relevant for item in recommended)
+    assert any(reason.text == "IPC H01M ↔ 电池制造" for reason in recommended[0].match.reasons)
+
     assert await load_demo(settings, seed=1) is None
     assert await db.scalar(select(func.count()).select_from(Patent)) == len(patents)

@@ -66,3 +66,16 @@ async def test_learned_and_class_signals_and_budget(db):
     assert "首付 ¥50,000.00 超出预算" in over.why
     total = await db.scalar(select(CatalogueEntry.id).limit(1))
     assert total is not None
+
+
+async def test_each_keyword_matches_on_its_own(db):
+    """Several keywords, explicit and learned: each branch searches its own word (a shared query
+    parameter once made every branch search the last keyword)."""
+    offers = await small_catalogue(db)
+    enterprise = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    profile = rules.Profile(keywords=("污水", "石墨烯", "锂电池"), learned_keywords={"负极": 1, "导热": 1})
+    rows = await _scores_agree(db, profile, enterprise.organisation.id)
+    by_title = {row.title: rules.score(profile, services.item_of(row)) for row in rows}
+    assert "关键词 污水" in by_title[offers["sewage"].patent.title].why
+    assert "关键词 石墨烯" in by_title["石墨烯导热薄膜"].why and "您关注过 导热" in by_title["石墨烯导热薄膜"].why
+    assert len(rows) == 5
