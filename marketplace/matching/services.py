@@ -158,6 +158,9 @@ async def update_profile(
     changes = {name: {"from": before[name], "to": value} for name, value in values.items() if before[name] != value}
     if not changes:
         return profile
+    if "digest_enabled" in changes and digest_enabled:
+        # As in set_digest: a returning subscriber gets what is new from now on, not a backlog.
+        profile.digest_through = now_utc()
     for name, value in values.items():
         setattr(profile, name, value)
     profile.edited_at = now_utc()

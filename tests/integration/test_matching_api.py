@@ -252,3 +252,18 @@ async def test_openapi_documents_the_matching_api(client):
     assert not any(path.startswith(("/recommendations", "/profile")) for path in paths)
     components = schema["components"]["schemas"]
     assert {"ProfileWrite", "ProfileOut", "RecommendationsOut"} <= {name.split("_")[-1] for name in components}
+
+
+async def test_subscribing_again_starts_the_digest_from_now(client, db):
+    enterprise, headers = await _enterprise_headers(db)
+    await client.get(PROFILE, headers=headers)
+    subscribed_at = (await _profile(db, enterprise.organisation.id)).digest_through
+    assert (await client.put(PROFILE, json=profile_body(digest_enabled=False), headers=headers)).status_code == 200
+    row = await _profile(db, enterprise.organisation.id)
+    assert not row.digest_enabled and row.digest_through == subscribed_at
+    assert (await client.put(PROFILE, json=profile_body(digest_enabled=True), headers=headers)).status_code == 200
+    row = await _profile(db, enterprise.organisation.id)
+    # What was published while unsubscribed is not sent as a backlog.
+    assert row.digest_enabled and row.digest_through > subscribed_at
+    changes = [audit.details["changes"].get("digest_enabled") for audit in await _audits(db)]
+    assert changes == [{"from": True, "to": False}, {"from": False, "to": True}]
