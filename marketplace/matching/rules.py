@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
+from itertools import islice
 from pathlib import Path
 
 from marketplace.catalogue.rules import PROVINCES, query_tokens
@@ -57,6 +58,53 @@ def industries() -> dict[str, str]:
 def industry_label(code: str) -> str:
     name = industries().get(code, "")
     return f"{code} {name}" if name else code
+
+
+INDUSTRY_MATCHES = 12
+
+
+def industry_matches(query: str, limit: int = INDUSTRY_MATCHES) -> list[tuple[str, str]]:
+    """Industries whose code starts with ``query`` (any case) or whose name contains it, in code order."""
+    text = query.strip()
+    if not text:
+        return []
+    code = text.upper()
+    if code.isascii() and code.isalnum():
+        found = ((known, name) for known, name in industries().items() if known.startswith(code))
+    else:
+        found = ((known, name) for known, name in industries().items() if text in name)
+    return list(islice(found, limit))
+
+
+@dataclass(frozen=True)
+class IndustryLookup:
+    """What the lookup beside a profile's industries input shows: the name of each code typed, and
+    for each other word the industries it might mean (the person picks one, or types its code)."""
+
+    #: Every word typed, in order.
+    words: tuple[str, ...]
+    known: tuple[tuple[str, str], ...]
+    #: (word, [(code, name) …]); an empty list means nothing matched.
+    unknown: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+    def choosing(self, word: str, code: str) -> str:
+        """The input's value once ``word`` is replaced by the suggested ``code``."""
+        return ", ".join(code if typed == word else typed for typed in self.words)
+
+
+def lookup_industries(raw: str) -> IndustryLookup:
+    names = industries()
+    known: list[tuple[str, str]] = []
+    unknown: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    words = _split(raw)
+    # A few more words than a profile may hold, so the person sees the ones past the limit too.
+    for word in words[: MAX_INDUSTRIES + 5]:
+        code = word.upper()
+        if code in names:
+            known.append((code, names[code]))
+        else:
+            unknown.append((word, tuple(industry_matches(word))))
+    return IndustryLookup(tuple(words), tuple(known), tuple(unknown))
 
 
 @cache
@@ -163,6 +211,12 @@ class Profile:
     def is_empty(self) -> bool:
         signals = (self.industries, self.keywords, self.ipc_codes, self.top_learned_ipc, self.top_learned_keywords)
         return not any(signals)
+
+    @property
+    def is_broad(self) -> bool:
+        """Only whole sections (门类, such as sign-up's ``C``) say what is relevant: wide recommendations."""
+        narrower = (self.keywords, self.ipc_codes, self.top_learned_ipc, self.top_learned_keywords)
+        return bool(self.industries) and all(len(code) == 1 for code in self.industries) and not any(narrower)
 
 
 def _top(counts: Mapping[str, int], size: int, *, exclude: Sequence[str]) -> tuple[str, ...]:

@@ -159,6 +159,9 @@ async def update_profile(
     changes = {name: {"from": before[name], "to": value} for name, value in values.items() if before[name] != value}
     if not changes:
         return profile
+    if "digest_enabled" in changes and digest_enabled:
+        # As in set_digest: a returning subscriber gets what is new from now on, not a backlog.
+        profile.digest_through = now_utc()
     for name, value in values.items():
         setattr(profile, name, value)
     profile.edited_at = now_utc()
@@ -174,6 +177,25 @@ async def update_profile(
         details={"changes": changes},
     )
     return profile
+
+
+def input_of(profile: InterestProfile) -> rules.ProfileInput:
+    """The profile's own fields as the form and the API send them."""
+    return rules.ProfileInput(
+        industries=tuple(profile.industries),
+        keywords=tuple(profile.keywords),
+        ipc_codes=tuple(profile.ipc_codes),
+        provinces=tuple(profile.province_codes),
+        max_upfront_fen=profile.max_upfront_fen,
+        prefers_pay_after_use=profile.prefers_pay_after_use,
+    )
+
+
+async def clear_learned(session: AsyncSession, actor: Principal) -> InterestProfile:
+    """Forget what the enterprise viewed and evaluated (清除学习记录); audited like any edit."""
+    require_enterprise(actor)
+    profile = await profile_for(session, actor.organisation_id)
+    return await update_profile(session, actor, input_of(profile), clear_learned=True)
 
 
 async def set_digest(session: AsyncSession, organisation_id: int, enabled: bool, *, actor: Principal | None) -> None:

@@ -1,0 +1,94 @@
+"""为我推荐 as an enterprise uses it: the profile filled from sign-up gives broad recommendations and
+says so; a wrong IPC code is answered in place, in Chinese; an industry found through the lookup and
+a keyword narrow the profile; the recommendations then show the reason lines, and a click lands on
+the catalogue page, counted as viewed from the recommendations page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from playwright.async_api import expect
+from sqlalchemy import select
+
+from marketplace.accounts.models import OrganisationKind
+from marketplace.matching.models import Channel, FunnelStage, MatchEvent
+from tests.e2e.helpers import (
+    arrange_account,
+    arrange_patent,
+    arrange_published_offer,
+    expect_field_error,
+    expect_same_document,
+    labelled,
+    login_as,
+    mark_document,
+)
+
+
+async def test_an_enterprise_narrows_its_profile_and_opens_a_recommendation(page, live_server):
+    suffix = uuid.uuid4().hex[:6]
+    licensor = await arrange_account(live_server, name=f"北方储能测试大学{suffix}")
+    title = f"一种石墨烯包覆的锂电池负极材料{suffix}"
+    patent = await arrange_patent(live_server, licensor, title=title, ipc_main="H01M 4/583")
+    offer = await arrange_published_offer(live_server, licensor, patent, {"mode": "free"})
+    company = f"京南电池科技有限公司{suffix}"
+    # Signed up as manufacturing (C) in Haidian, Beijing: that is all the profile knows at first.
+    enterprise = await arrange_account(live_server, kind=OrganisationKind.ENTERPRISE, name=company)
+
+    # 1. 为我推荐: the sign-up profile finds manufacturing patents only broadly, and says so.
+    await login_as(page, enterprise, next_path="/recommendations")
+    await expect(page.get_by_role("heading", name="为我推荐")).to_be_visible()
+    summary = page.locator("#profile-summary")
+    await expect(summary).to_contain_text("C 制造业")
+    await expect(summary).to_contain_text("北京市")
+    await expect(page.locator("#broad-note")).to_contain_text("推荐范围较宽：目前只按行业门类匹配")
+    card = page.locator(f'article[data-offer-id="{offer.id}"]')
+    await expect(card.get_by_role("list", name="推荐理由")).to_contain_text("IPC H01M ↔ 电池制造 +10 分")
+
+    # 2. The profile, prefilled from sign-up; a wrong IPC code is answered beside the field.
+    await summary.get_by_role("link", name="修改兴趣画像").click()
+    await expect(page).to_have_url(re.compile(r"/profile$"))
+    await expect(page.locator("#prefill-note")).to_be_visible()
+    industries = page.get_by_label(labelled("行业（GB/T 4754）"))
+    await expect(industries).to_have_value("C")
+    await expect(page.get_by_label("北京市")).to_be_checked()
+    await mark_document(page)
+    ipc = page.get_by_label(labelled("IPC 分类"))
+    await ipc.fill("H1M")
+    await page.get_by_role("button", name="保存兴趣画像").click()
+    await expect_field_error(page.get_by_label(labelled("IPC 分类")), "IPC 分类应为大类或小类，如 H01 或 H01M：H1M")
+    await expect_same_document(page)
+    await expect(page.get_by_label(labelled("IPC 分类"))).to_have_value("H1M")
+
+    # 3. Fixed: no IPC code, the battery industry found by name, and a keyword.
+    await page.get_by_label(labelled("IPC 分类")).fill("")
+    await industries.fill("电池")
+    await page.locator("#industry-lookup").get_by_role("button", name="C384 电池制造").click()
+    await expect(industries).to_have_value("C384")
+    await expect(page.locator("#industry-lookup")).to_contain_text("C384 · 电池制造")
+    await page.get_by_label(labelled("关键词")).fill("石墨烯")
+    await page.get_by_role("button", name="保存兴趣画像").click()
+
+    # 4. The recommendations, with the lines that add up to each score.
+    await expect(page).to_have_url(re.compile(r"/recommendations\?saved=1$"))
+    await expect(page.get_by_role("status")).to_contain_text("兴趣画像已保存")
+    await expect(page.locator("#broad-note")).to_have_count(0)
+    await expect(summary).to_contain_text("C384 电池制造")
+    reasons = card.get_by_role("list", name="推荐理由")
+    await expect(reasons.get_by_role("listitem")).to_have_text(
+        ["IPC H01M ↔ 电池制造 +30 分", "关键词 石墨烯 +15 分", "无需预付费用 +6 分", "同在北京市 +6 分"]
+    )
+    await expect(card.locator(".points")).to_have_text("57 分")
+    await expect(card).to_contain_text(f"北方储能测试大学{suffix}")
+
+    # 5. A click opens the catalogue page, counted as viewed from the recommendations.
+    await card.get_by_role("link", name=title).click()
+    await expect(page).to_have_url(re.compile(rf"/catalogue/{offer.id}\?via=page$"))
+    await expect(page.get_by_role("heading", name=title)).to_be_visible()
+    async with live_server.sessionmaker() as session:
+        rows = await session.execute(
+            select(MatchEvent.stage, MatchEvent.channel).where(
+                MatchEvent.organisation_id == enterprise.organisation.id, MatchEvent.patent_id == patent.id
+            )
+        )
+        assert dict(rows.all()) == {FunnelStage.SHOWN: Channel.PAGE, FunnelStage.VIEWED: Channel.PAGE}
