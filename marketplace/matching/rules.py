@@ -156,8 +156,8 @@ class Weights:
     keyword_cap: int = 30
     keyword_learned: int = 6
     keyword_learned_cap: int = 12
+    #: Only 高价值 counts: enterprises see this one mark of the tiering, never 一般 or 低.
     tier_high: int = 10
-    tier_general: int = 4
     no_upfront: int = 6
     within_budget: int = 6
     over_budget: int = -15
@@ -400,7 +400,7 @@ def keyword_hit(keyword: str, tokens: frozenset[str]) -> bool:
 
 
 def tier_points(tier: str | None, weights: Weights = WEIGHTS) -> int:
-    return {"high_value": weights.tier_high, "general": weights.tier_general}.get(tier or "", 0)
+    return weights.tier_high if tier == "high_value" else 0
 
 
 def cost_points(profile: Profile, upfront_fen: int, pay_after_use: bool, weights: Weights = WEIGHTS) -> list[Reason]:
@@ -446,7 +446,7 @@ def score(profile: Profile, item: Item, weights: Weights = WEIGHTS) -> Match:
     relevant = bool(reasons)
     tier = tier_points(item.tier, weights)
     if tier:
-        reasons.append(Reason("tier", f"分层 {'高价值' if item.tier == 'high_value' else '一般'}", tier))
+        reasons.append(Reason("tier", "高价值专利", tier))
     if item.upfront_cost_fen is not None:
         reasons.extend(cost_points(profile, item.upfront_cost_fen, item.pay_after_use, weights))
     if item.province_code and item.province_code in profile.provinces:

@@ -396,7 +396,7 @@ def _boosters(profile: rules.Profile, weights: rules.Weights, source: Source) ->
     c = source.table.c
     total: ColumnElement[int] = literal_column("0")
     if source.has_terms:
-        tier = case((c.tier == "high_value", weights.tier_high), (c.tier == "general", weights.tier_general), else_=0)
+        tier = case((c.tier == "high_value", weights.tier_high), else_=0)
         if profile.max_upfront_fen is None:
             cost = case((c.upfront_cost_fen == 0, weights.no_upfront), else_=0)
         else:

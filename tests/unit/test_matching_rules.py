@@ -72,7 +72,7 @@ def test_every_signal_adds_its_points_and_says_why():
     assert [(r.kind, r.text, r.points) for r in match.reasons] == [
         ("industry", "IPC H01M ↔ 电池制造", 30),
         ("keyword", "关键词 锂电池", 15),
-        ("tier", "分层 高价值", 10),
+        ("tier", "高价值专利", 10),
         ("cost", "首付 ¥1,000.00 在预算内", 6),
         ("cost", "先用后付", 8),
         ("region", "同在北京市", 6),
