@@ -9,6 +9,7 @@ import msgspec
 
 from marketplace.errors import ValidationFailed
 from marketplace.matching import rules
+from marketplace.matching.inventory import StockRecommendation
 from marketplace.matching.models import InterestProfile
 from marketplace.matching.services import Recommendation, as_rules
 
@@ -140,8 +141,42 @@ class RecommendationOut(msgspec.Struct):
         )
 
 
+class StockRecommendationOut(msgspec.Struct):
+    """A recommended stock patent (库存专利): granted, not offered, its holder open to a licence or an
+    assignment (``transfer_intents``). No terms are announced, so no cost line; ``url`` is its public
+    page, where an enterprise user can state an interest (or ``POST /api/v1/inventory/{patent_id}/interest``)."""
+
+    patent_id: int
+    title: str
+    licensor_name: str
+    ipc_subclass: str | None
+    transfer_intents: list[str]
+    province_code: str | None
+    province_name: str
+    points: int
+    reasons: list[ReasonOut]
+    url: str
+
+    @classmethod
+    def of(cls, item: StockRecommendation) -> StockRecommendationOut:
+        return cls(
+            patent_id=item.patent_id,
+            title=item.title,
+            licensor_name=item.licensor_name,
+            ipc_subclass=item.ipc_subclass,
+            transfer_intents=item.transfer_intents,
+            province_code=item.province_code,
+            province_name=item.province_name,
+            points=item.match.points,
+            reasons=[ReasonOut(r.kind, r.text, r.points) for r in item.match.reasons],
+            url=item.url,
+        )
+
+
 class RecommendationsOut(msgspec.Struct):
-    """The calling enterprise's recommendations, best first, and the profile they come from."""
+    """The calling enterprise's recommendations, best first: published offers (``items``), stock
+    patents not yet offered (``inventory``, at most 10), and the profile they come from."""
 
     items: list[RecommendationOut]
+    inventory: list[StockRecommendationOut]
     profile: ProfileOut

@@ -177,3 +177,24 @@ async def test_the_inventory_api_by_role(client, db, sessionmaker, settings, rol
                                 headers=headers)  # fmt: skip
         assert bad.status_code == 422
     assert await db.scalar(select(func.count()).select_from(InventoryInterest)) == (role == "enterprise_admin")
+
+
+async def test_stock_patents_are_listed_on_the_recommendations_page_and_in_the_api(client, db, sessionmaker, settings):
+    world, patents = await _stock_world(db, sessionmaker, settings)
+    enterprise = world.account("enterprise_admin")
+    await login(client, enterprise)
+    headers = await csrf_headers(client)
+    form = {"industries": "N772", "keywords": "电解质", "ipc_codes": "", "provinces": "11", "max_upfront": ""}
+    saved = await client.post("/profile", data=form, headers=headers)
+    assert saved.status_code in (302, 303), saved.text
+    page = await client.get("/recommendations")
+    assert "库存专利推荐" in page.text
+    assert patents["open"].title in page.text and patents["for_sale"].title in page.text
+    assert "IPC C02F ↔ " in page.text and f'href="/inventory/{patents["open"].id}"' in page.text
+
+    body = (await client.get("/api/v1/recommendations", headers=bearer(await api_token(db, enterprise)))).json()
+    stock = {item["patent_id"]: item for item in body["inventory"]}
+    assert set(stock) == {patents["open"].id, patents["for_sale"].id}
+    assert stock[patents["for_sale"].id]["transfer_intents"] == ["assignment", "equity"]
+    assert stock[patents["open"].id]["points"] == sum(r["points"] for r in stock[patents["open"].id]["reasons"])
+    assert all(r["kind"] != "cost" for item in body["inventory"] for r in item["reasons"])

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marketplace.catalogue.rules import PROVINCES, province_name
 from marketplace.errors import FieldError, ValidationFailed
-from marketplace.matching import rules, schemas, services
+from marketplace.matching import inventory, rules, schemas, services
 from marketplace.matching.models import Channel, InterestProfile
 from marketplace.money import format_yuan, parse_yuan
 from marketplace.web.auth import current, require_login
@@ -140,6 +140,7 @@ class ProfilePages(Controller):
     @get("/recommendations")
     async def recommendations(self, request: Request, db_session: AsyncSession, saved: str = "") -> Template:
         profile, items = await services.recommendations(db_session, current(request), channel=Channel.PAGE)
+        stock = await inventory.rank(db_session, services.as_rules(profile), profile.organisation_id)
         return Template(
             "matching/recommendations.html.j2",
             context={
@@ -150,6 +151,7 @@ class ProfilePages(Controller):
                 },
                 "signals": services.as_rules(profile),
                 "items": items,
+                "stock": stock,
                 "saved": saved == "1",
             },
         )
@@ -207,10 +209,15 @@ class RecommendationApi(Controller):
         """The published offers that best match the calling enterprise's interest profile, best
         first, each with its points and the reason lines that add up to them. Offers of the
         enterprise itself and patents it already holds a licence for are left out. Each offer
-        returned counts as shown (channel ``api``) in the licensor's funnel."""
+        returned counts as shown (channel ``api``) in the licensor's funnel. ``inventory`` lists up
+        to 10 stock patents (库存专利) ranked the same way: not offered yet, their holders open to a
+        licence or an assignment."""
         profile, items = await services.recommendations(db_session, current(request), limit=limit, channel=Channel.API)
+        stock = await inventory.rank(db_session, services.as_rules(profile), profile.organisation_id)
         return schemas.RecommendationsOut(
-            items=[schemas.RecommendationOut.of(item) for item in items], profile=schemas.ProfileOut.of(profile)
+            items=[schemas.RecommendationOut.of(item) for item in items],
+            inventory=[schemas.StockRecommendationOut.of(item) for item in stock],
+            profile=schemas.ProfileOut.of(profile),
         )
 
 
