@@ -5,6 +5,7 @@ the catalogue page, counted as viewed from the recommendations page."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -92,3 +93,69 @@ async def test_an_enterprise_narrows_its_profile_and_opens_a_recommendation(page
             )
         )
         assert dict(rows.all()) == {FunnelStage.SHOWN: Channel.PAGE, FunnelStage.VIEWED: Channel.PAGE}
+
+
+async def test_a_stock_patent_interest_reaches_the_holder_who_reads_its_funnel(page, live_server):
+    """An enterprise finds a university's unoffered patent among its recommendations and states an
+    interest; the university sees who is interested on its patent page, and its funnel counts the
+    enterprise that was shown and opened its published offer."""
+    from marketplace.matching import services as matching
+    from marketplace.matching.models import InventoryEntry
+    from marketplace.matching.rules import ProfileInput
+    from tests.e2e.helpers import _principal
+
+    suffix = uuid.uuid4().hex[:6]
+    university = await arrange_account(live_server, name=f"东海海洋测试大学{suffix}")
+    stock_title = f"一种海水淡化反渗透膜的清洗方法{suffix}"
+    stock = await arrange_patent(
+        live_server, university, title=stock_title, ipc_main="C02F 1/44", transfer_intents="许可；转让"
+    )
+    offered = await arrange_patent(live_server, university, title=f"一种含油污水的气浮处理装置{suffix}",
+                                   ipc_main="C02F 1/24")  # fmt: skip
+    offer = await arrange_published_offer(live_server, university, offered, {"mode": "free"})
+    enterprise = await arrange_account(live_server, kind=OrganisationKind.ENTERPRISE, name=f"滨海水务科技{suffix}")
+    async with live_server.sessionmaker() as session:
+        actor = await _principal(session, enterprise)
+        await matching.update_profile(session, actor, ProfileInput(industries=["N772"], keywords=["反渗透膜"]))
+        await session.commit()
+    # The worker (in process) files the new patent among the stock patents within seconds.
+    for _ in range(80):
+        async with live_server.sessionmaker() as session:
+            if await session.scalar(select(InventoryEntry.id).where(InventoryEntry.patent_id == stock.id)):
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the stock patent never reached inventory_entries")
+
+    # 1. 为我推荐: the offer, and under it the stock patent with its reasons.
+    await login_as(page, enterprise, next_path="/recommendations")
+    await expect(page.locator(f'article[data-offer-id="{offer.id}"]')).to_contain_text("IPC C02F ↔ 环境治理业")
+    stock_card = page.locator(f'#stock-recommendations article[data-patent-id="{stock.id}"]')
+    await expect(stock_card.get_by_role("list", name="推荐理由")).to_contain_text("关键词 反渗透膜 +15 分")
+    await expect(stock_card).to_contain_text("愿意许可、转让")
+
+    # 2. Its page: a note too long is answered in place; then the interest is sent.
+    await stock_card.get_by_role("link", name=stock_title).click()
+    await expect(page).to_have_url(re.compile(rf"/inventory/{stock.id}$"))
+    await expect(page.get_by_role("heading", name=stock_title)).to_be_visible()
+    note = page.get_by_label(labelled("留言"))
+    await note.fill("长" * 501)
+    await page.get_by_role("button", name="表达许可意向").click()
+    await expect(page.get_by_role("alert")).to_have_text("留言不超过 500 字")
+    await note.fill("拟用于沿海工业园区的淡化水站")
+    await page.get_by_role("button", name="表达许可意向").click()
+    await expect(page.locator("#interest-sent")).to_have_text("已向专利权人发送许可意向。")
+    await expect(page.locator("#interest-state")).to_contain_text("拟用于沿海工业园区的淡化水站")
+
+    # 3. The university reads the interest on its patent page and its funnel on the dashboard.
+    await page.context.clear_cookies()
+    await login_as(page, university, next_path=f"/patents/{stock.id}")
+    interests = page.locator("#interests")
+    await expect(interests).to_contain_text(f"滨海水务科技{suffix}")
+    await expect(interests).to_contain_text("拟用于沿海工业园区的淡化水站")
+    await page.get_by_role("navigation").get_by_role("link", name="转化漏斗").click()
+    await expect(page).to_have_url(re.compile(r"/funnel$"))
+    totals = page.locator("#funnel-totals")
+    await expect(totals.locator("svg")).to_be_visible()
+    await expect(totals.locator('tr[data-stage="shown"] [data-count]')).to_have_text("1")
+    await expect(totals.locator('tr[data-stage="viewed"] [data-count]')).to_have_text("0")
