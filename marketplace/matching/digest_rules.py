@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
+from typing import Generic, TypeVar
 
 from marketplace.clock import BUSINESS_TZ
 from marketplace.matching import rules
@@ -40,6 +41,7 @@ PUSH_NOTE_MAX = 200
 PUSH_OFFER_INTERVAL = timedelta(days=7)
 PUSH_LICENSOR_WINDOW = timedelta(days=7)
 PUSH_LICENSOR_LIMIT = 5
+V = TypeVar("V")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,12 +166,12 @@ class Exclusions:
         )
 
 
-class Best:
+class Best(Generic[V]):
     """The ``size`` best entries seen, by a totally ordered key."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._heap: list[tuple[tuple, int, Found]] = []
+        self._heap: list[tuple[tuple, int, V]] = []
         self._serial = 0
 
     @property
@@ -177,7 +179,7 @@ class Best:
         """The key an entry must beat to get in; None while there is room."""
         return self._heap[0][0] if len(self._heap) >= self.size else None
 
-    def offer(self, key: tuple, value: Found) -> None:
+    def offer(self, key: tuple, value: V) -> None:
         self._serial += 1
         entry = (key, self._serial, value)
         if len(self._heap) < self.size:
@@ -185,7 +187,7 @@ class Best:
         elif key > self._heap[0][0]:
             heapq.heapreplace(self._heap, entry)
 
-    def sorted(self) -> list:
+    def sorted(self) -> list[V]:
         return [value for _, _, value in sorted(self._heap, key=lambda entry: entry[0], reverse=True)]
 
 
@@ -197,7 +199,7 @@ def top_matches(
         return []
     weights = index.weights
     offers = index.offers
-    best = Best(size)
+    best: Best[Found] = Best(size)
     special = index.signal_candidates(profile)
     for position in special:
         offer = offers[position]
