@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Select, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -157,25 +157,34 @@ async def _recipients(session: AsyncSession, organisation_ids: Iterable[int]) ->
     return emails
 
 
-def _event_rows(pairs: Iterable[tuple[int, int]], channel: Channel, at: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "organisation_id": organisation_id,
-            "patent_id": patent_id,
-            "stage": FunnelStage.SHOWN,
-            "channel": channel,
-            "created_at": at,
-            "updated_at": at,
-        }
-        for organisation_id, patent_id in pairs
-    ]
-
-
-async def _insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """``shown`` events; an enterprise shown a patent before keeps its first event."""
-    table = MatchEvent.__table__
-    for start in range(0, len(rows), 5000):
-        await session.execute(_dialect(session).insert(table).on_conflict_do_nothing(), rows[start : start + 5000])
+async def _shown(session: AsyncSession, pairs: Sequence[tuple[int, int]], channel: Channel) -> None:
+    """``shown`` events for (organisation, patent) pairs; an enterprise shown a patent before keeps
+    its first event. On PostgreSQL one statement over two arrays (the digest writes millions)."""
+    if not pairs:
+        return
+    at = now_utc()
+    if session.get_bind().dialect.name == "postgresql":
+        ids = postgresql.ARRAY(BigInteger)
+        statement = text(
+            "INSERT INTO match_events (organisation_id, patent_id, stage, channel, created_at, updated_at) "
+            "SELECT o, p, :stage, :channel, :at, :at FROM unnest(:orgs, :patents) AS t(o, p) "
+            "ON CONFLICT DO NOTHING"
+        ).bindparams(
+            bindparam("orgs", type_=ids),
+            bindparam("patents", type_=ids),
+            bindparam("at", type_=InterestProfile.__table__.c.created_at.type),
+        )
+        values = {"stage": FunnelStage.SHOWN.value, "channel": channel.value, "at": at}
+        for start in range(0, len(pairs), 50_000):
+            part = pairs[start : start + 50_000]
+            await session.execute(statement, {**values, "orgs": [o for o, _ in part], "patents": [p for _, p in part]})
+        return
+    rows = [
+        {"organisation_id": o, "patent_id": p, "stage": FunnelStage.SHOWN, "channel": channel, "created_at": at,
+         "updated_at": at}
+        for o, p in pairs
+    ]  # fmt: skip
+    await session.execute(sqlite.insert(MatchEvent.__table__).on_conflict_do_nothing(), rows)
 
 
 async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> set[int]:
@@ -277,6 +286,7 @@ async def run_digest(
     async with sessionmaker() as session:
         index = await load_new_offers(session, window_start, cutoff)
     run.offers = len(index)
+    picker = digest_rules.Picker(index)
     template = _TEXT.get_template("matching/digest_email.txt.j2")
     after = 0
     while True:
@@ -285,7 +295,7 @@ async def run_digest(
             if not rows:
                 break
             after = rows[-1].organisation_id
-            await _digest_chunk(session, settings, index, rows, run, template, window_start)
+            await _digest_chunk(session, settings, picker, rows, run, template, window_start)
         run.chunks += 1
         run.enterprises += len(rows)
     run.seconds = (now_utc() - started).total_seconds()
@@ -313,7 +323,7 @@ async def run_digest(
 async def _digest_chunk(
     session: AsyncSession,
     settings: Settings,
-    index: OfferIndex,
+    picker: digest_rules.Picker,
     rows: Sequence[Row],
     run: DigestRun,
     template: Any,
@@ -321,18 +331,19 @@ async def _digest_chunk(
 ) -> None:
     at = now_utc()
     cutoff = run.cutoff
-    held = await _live_licences(session, rows[0].organisation_id, rows[-1].organisation_id) if index.offers else {}
+    offers = bool(picker.index.offers)
+    held = await _live_licences(session, rows[0].organisation_id, rows[-1].organisation_id) if offers else {}
     chosen: dict[int, list[Found]] = {}
     messages = []
     for row in rows:
-        if not index.offers:
+        if not offers:
             break
         exclusions = Exclusions(
             after=max(row.digest_through or window_start, window_start),
             organisation_id=row.organisation_id,
             patent_ids=frozenset(held.get(row.organisation_id, ())),
         )
-        found = digest_rules.top_matches(index, _profile_of(row), exclusions)
+        found = picker.pick(_profile_of(row), exclusions)
         if not found:
             continue
         chosen[row.organisation_id] = found
@@ -359,12 +370,8 @@ async def _digest_chunk(
         subject = digest_rules.digest_subject(len(found))
         emails.extend(Email(to, subject, body, f"digest:{organisation_id}:{run.week}:{to}") for to in addresses)
     run.emails += await queue_emails(session, emails)
-    events = _event_rows(
-        ((organisation_id, f.offer.patent_id) for organisation_id in written for f in chosen[organisation_id]),
-        Channel.DIGEST,
-        at,
-    )
-    await _insert_events(session, events)
+    events = [(organisation_id, f.offer.patent_id) for organisation_id in written for f in chosen[organisation_id]]
+    await _shown(session, events, Channel.DIGEST)
     run.events += len(events)
     await _advance(session, rows, already, cutoff, at)
 
@@ -764,6 +771,6 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
             )
             emails.extend(Email(to, subject, body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
         await queue_emails(session, emails)
-        await _insert_events(session, _event_rows(((o, entry.patent_id) for o in sorted(written)), Channel.PUSH, at))
+        await _shown(session, [(o, entry.patent_id) for o in sorted(written)], Channel.PUSH)
     push.recipients_count = len(recipients)
     push.delivered_at = at
