@@ -76,7 +76,8 @@ def worker() -> None:
     import marketplace.evaluations.tiers  # the daily tiering
     import marketplace.filings.exports  # the export renderer and the hourly filings refresh
     import marketplace.licensing.services  # its periodic jobs
-    import marketplace.matching.inventory  # noqa: F401  (the stock-patent sync)
+    import marketplace.matching.inventory  # the stock-patent sync
+    import marketplace.matching.push  # noqa: F401  (the weekly digest and the push delivery)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker
     from marketplace.runtime import tune_gc
@@ -147,6 +148,19 @@ def billing_sweep(on: str | None) -> None:
     click.echo(
         f"invoices {result.invoices} (contracts checked {result.contracts_billed}), overdue {result.overdue}, "
         f"defaults {result.defaults}, reminders {result.reminders}"
+    )
+
+
+@main.command("digest")
+def digest() -> None:
+    """Send the weekly digest of new matches (每周推荐) now, to every enterprise that takes it.
+    Repeating it within the same ISO week writes nothing twice; the worker then skips that week."""
+    from marketplace.matching.push import run_digest
+
+    run = _with_sessionmaker(run_digest)
+    click.echo(
+        f"digest {run.week}: {run.offers} new offers, {run.enterprises} enterprises, {run.messages} messages, "
+        f"{run.emails} emails ({run.already} already had this week's) in {run.seconds:.1f} s"
     )
 
 

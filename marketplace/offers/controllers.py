@@ -43,6 +43,7 @@ AUDIT_ACTIONS = {
     "supersede": "被新版本替代",
     "new_version": "创建新版本",
     "attach_evaluation_report": "上传评价报告",
+    "push": "定向推送",
 }
 
 
