@@ -442,12 +442,11 @@ def ranking_query(
         total = industry + ipc + _boosters(profile, weights, source, cols)
         if keyword_points is not None:
             total = total + keyword_points
-        licensed = exists().where(
-            LicenceContract.licensee_organisation_id == organisation_id,
-            LicenceContract.patent_id == cols.patent_id,
-            LicenceContract.status.in_(_LIVE),
+        # NOT IN an uncorrelated list: one hashed lookup per row, not a probe of the contracts.
+        licensed = select(LicenceContract.patent_id).where(
+            LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(_LIVE)
         )
-        eligible = and_(cols.licensor_organisation_id != organisation_id, ~licensed)
+        eligible = and_(cols.licensor_organisation_id != organisation_id, cols.patent_id.not_in(licensed))
         return select(cols.id.label("id"), newest(cols), total.label("total")).where(eligible, where)
 
     passes = []
