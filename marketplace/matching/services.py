@@ -27,9 +27,11 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     table,
     text,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -299,7 +301,7 @@ class Recommendation:
         return catalogue_rules.province_name(self.province_code)
 
 
-_KIND_INDUSTRY, _KIND_IPC, _KIND_KEYWORD, _KIND_LEARNED_KEYWORD = 1, 2, 3, 4
+_KIND_KEYWORD, _KIND_LEARNED_KEYWORD = 3, 4
 
 
 @dataclass(frozen=True)
@@ -321,65 +323,84 @@ CATALOGUE = Source(_ENTRIES, "catalogue_fts", has_terms=True)
 INVENTORY = Source(InventoryEntry.__table__, "inventory_fts", has_terms=False)
 
 
-def _branch(source: Source, kind: int, points: int, where: ColumnElement[bool], *, fts: bool = False) -> Select:
-    origin = source.fts if fts else source.table
-    key = origin.c.rowid if fts else origin.c.id
-    # Constants inline: the kinds and points are our own integers, and a literal keeps the UNION typed.
-    query = select(
-        key.label("entry_id"),
-        literal_column(str(int(kind))).label("kind"),
-        literal_column(str(int(points))).label("points"),
-    )
-    return query.select_from(origin).where(where)
+def _scoring_columns(source: Source) -> list[Any]:
+    """The columns a row's points and eligibility are computed from (no text: the lists stay narrow)."""
+    c = source.table.c
+    names = ["id", "licensor_organisation_id", "patent_id", "ipc_subclass", "ipc_class", "province_code"]
+    names += ["tier", "upfront_cost_fen", "pay_after_use", "published_at"] if source.has_terms else ["expiry_date"]
+    return [c[name] for name in names]
 
 
 def _keyword_branch(source: Source, dialect: str, kind: int, points: int, keyword: str, name: str) -> Select | None:
+    """The rows whose text has every token of ``keyword``, with their scoring columns (the index
+    scan reads those rows anyway) and the keyword's kind and points."""
     tokens = list(rules.keyword_tokens(keyword))
     if not tokens:
         return None
+    # Constants inline: the kinds and points are our own integers, and a literal keeps the UNION typed.
+    query = select(
+        *_scoring_columns(source),
+        literal_column(str(int(kind))).label("kind"),
+        literal_column(str(int(points))).label("points"),
+    )
     if dialect == "sqlite":
         # Each branch its own parameter name: text() clauses sharing a name would share the value.
         match = text(f"{source.fts_name} MATCH :{name}").bindparams(**{name: catalogue_rules.fts5_match(tokens, [])})
-        return _branch(source, kind, points, match, fts=True)
+        return query.select_from(source.fts.join(source.table, source.table.c.id == source.fts.c.rowid)).where(match)
     tsquery = func.to_tsquery(literal_column("'simple'"), catalogue_rules.pg_tsquery(tokens))
     vector = func.to_tsvector(literal_column("'simple'"), source.table.c.search_tokens)
-    return _branch(source, kind, points, vector.op("@@")(tsquery))
+    return query.where(vector.op("@@")(tsquery))
 
 
-def relevance_branches(
-    dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS, *, source: Source = CATALOGUE
-) -> list[Select]:
-    """One indexed query per relevance signal: (entry_id, kind, points) rows."""
-    c = source.table.c
-    branches: list[Select] = []
-
-    def add(kind: int, points: int, where: ColumnElement[bool]) -> None:
-        branches.append(_branch(source, kind, points, where))
+def _row_signals(
+    profile: rules.Profile, weights: rules.Weights, c: Any
+) -> tuple[ColumnElement[int], ColumnElement[int], ColumnElement[bool] | None]:
+    """Industry and IPC points computed from a row's own codes (``c``: the table's or a subquery's
+    columns) — a ``CASE`` over the concordance lines the profile matches, best first — and the
+    condition that either is earned (None when the profile has neither signal)."""
+    conditions: list[ColumnElement[bool]] = []
 
     def with_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(c.ipc_subclass.is_not(None), where)
 
+    def points(whens: list[tuple[ColumnElement[bool], int]]) -> ColumnElement[int]:
+        conditions.extend(where for where, _ in whens)
+        return case(*whens, else_=0) if whens else literal_column("0")
+
+    industry_whens = []
     for branch in rules.industry_branches(profile.industries, weights):
+        lines = []
         if branch.subclasses:
-            add(_KIND_INDUSTRY, branch.points, c.ipc_subclass.in_(branch.subclasses))
+            lines.append(c.ipc_subclass.in_(branch.subclasses))
         if branch.classes:
             where = c.ipc_class.in_(branch.classes)
             if branch.overridden:
                 where = and_(where, c.ipc_subclass.not_in(branch.overridden))
-            add(_KIND_INDUSTRY, branch.points, with_subclass(where))
+            lines.append(with_subclass(where))
+        industry_whens.append((or_(*lines), branch.points))
+    ipc_whens = []
     subclasses = [code for code in profile.ipc_codes if len(code) == 4]
     classes = [code for code in profile.ipc_codes if len(code) == 3]
     if subclasses:
-        add(_KIND_IPC, weights.ipc_subclass, c.ipc_subclass.in_(subclasses))
+        ipc_whens.append((c.ipc_subclass.in_(subclasses), weights.ipc_subclass))
     if classes:
-        add(_KIND_IPC, weights.ipc_class, with_subclass(c.ipc_class.in_(classes)))
+        ipc_whens.append((with_subclass(c.ipc_class.in_(classes)), weights.ipc_class))
     if profile.top_learned_ipc:
-        add(_KIND_IPC, weights.ipc_learned, c.ipc_subclass.in_(profile.top_learned_ipc))
+        ipc_whens.append((c.ipc_subclass.in_(profile.top_learned_ipc), weights.ipc_learned))
+    industry, ipc = points(industry_whens), points(ipc_whens)
+    return industry, ipc, (or_(*conditions) if conditions else None)
+
+
+def keyword_branches(
+    dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS, *, source: Source = CATALOGUE
+) -> list[Select]:
+    """One full-text query per keyword (explicit and learned)."""
     keywords = [(_KIND_KEYWORD, weights.keyword, word, f"keyword_{i}") for i, word in enumerate(profile.keywords)]
     keywords += [
         (_KIND_LEARNED_KEYWORD, weights.keyword_learned, word, f"learned_{i}")
         for i, word in enumerate(profile.top_learned_keywords)
     ]
+    branches = []
     for kind, points, word, name in keywords:
         branch = _keyword_branch(source, dialect, kind, points, word, name)
         if branch is not None:
@@ -391,9 +412,8 @@ def _capped(value: ColumnElement[int], cap: int) -> ColumnElement[int]:
     return case((value > cap, cap), else_=value)
 
 
-def _boosters(profile: rules.Profile, weights: rules.Weights, source: Source) -> ColumnElement[int]:
+def _boosters(profile: rules.Profile, weights: rules.Weights, source: Source, c: Any) -> ColumnElement[int]:
     """Tier, cost fit and region, as ``rules.score`` adds them (stock patents: region only)."""
-    c = source.table.c
     total: ColumnElement[int] = literal_column("0")
     if source.has_terms:
         tier = case((c.tier == "high_value", weights.tier_high), else_=0)
@@ -422,42 +442,63 @@ def ranking_query(
     source: Source = CATALOGUE,
 ) -> Select | None:
     """The best ``limit`` rows of ``source`` for ``profile`` with their total points; None when the
-    profile has no relevance signal (then nothing is relevant)."""
-    branches = relevance_branches(dialect, profile, weights, source=source)
-    if not branches:
-        return None
-    hits = union_all(*branches).subquery("hits")
+    profile has no relevance signal (then nothing is relevant).
 
-    def part(kind: int, aggregate: Any) -> ColumnElement[int]:
-        return func.coalesce(aggregate(case((hits.c.kind == kind, hits.c.points))), 0)
-
-    scored = (
-        select(
-            hits.c.entry_id,
-            (
-                part(_KIND_INDUSTRY, func.max)
-                + part(_KIND_IPC, func.max)
-                + _capped(part(_KIND_KEYWORD, func.sum), weights.keyword_cap)
-                + _capped(part(_KIND_LEARNED_KEYWORD, func.sum), weights.keyword_learned_cap)
-            ).label("relevance"),
-        )
-        .group_by(hits.c.entry_id)
-        .subquery("scored")
-    )
+    Every candidate's points are computed once from its own columns, in two passes: the rows a
+    keyword finds (the full-text index, keyword points added up per row in a CTE that carries the
+    scoring columns, so nothing is read twice) and the rows only their IPC codes select (industry
+    and IPC points as ``CASE`` expressions over the codes, no text read). Only the best ``limit`` ids
+    then fetch their whole row. A ``UNION ALL`` of one branch per signal, grouped by row and joined
+    back to the table, took seconds for a broad profile over the national stock (docs/benchmarks.md)."""
     c = source.table.c
-    licensed = exists().where(
-        LicenceContract.licensee_organisation_id == organisation_id,
-        LicenceContract.patent_id == c.patent_id,
-        LicenceContract.status.in_(_LIVE),
-    )
-    total = (scored.c.relevance + _boosters(profile, weights, source)).label("total")
-    newest = c.published_at.desc() if source.has_terms else c.expiry_date.desc()
-    return (
-        select(source.table, total)
-        .join(scored, scored.c.entry_id == c.id)
-        .where(c.licensor_organisation_id != organisation_id, ~licensed)
-        .order_by(total.desc(), newest, c.id.desc())
+    _, _, coded = _row_signals(profile, weights, c)
+    branches = keyword_branches(dialect, profile, weights, source=source)
+    if coded is None and not branches:
+        return None
+
+    def newest(cols: Any) -> ColumnElement[Any]:
+        return (cols.published_at if source.has_terms else cols.expiry_date).label("newest")
+
+    def scored(cols: Any, keyword_points: ColumnElement[int] | None, where: ColumnElement[bool]) -> Select:
+        industry, ipc, _ = _row_signals(profile, weights, cols)
+        total = industry + ipc + _boosters(profile, weights, source, cols)
+        if keyword_points is not None:
+            total = total + keyword_points
+        # NOT IN an uncorrelated list: one hashed lookup per row, not a probe of the contracts.
+        licensed = select(LicenceContract.patent_id).where(
+            LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(_LIVE)
+        )
+        eligible = and_(cols.licensor_organisation_id != organisation_id, cols.patent_id.not_in(licensed))
+        return select(cols.id.label("id"), newest(cols), total.label("total")).where(eligible, where)
+
+    passes = []
+    words = None
+    if branches:
+        hits = union_all(*branches).subquery("hits")
+        columns = [hits.c[column.name] for column in _scoring_columns(source)]
+
+        def part(kind: int) -> ColumnElement[int]:
+            return func.coalesce(func.sum(case((hits.c.kind == kind, hits.c.points))), 0)
+
+        points = _capped(part(_KIND_KEYWORD), weights.keyword_cap) + _capped(
+            part(_KIND_LEARNED_KEYWORD), weights.keyword_learned_cap
+        )
+        words = select(*columns, points.label("keyword_points")).group_by(*columns).cte("keyword_hits")
+        passes.append(scored(words.c, words.c.keyword_points, true()))
+    if coded is not None:
+        where = coded if words is None else and_(coded, ~exists().where(words.c.id == c.id))
+        passes.append(scored(c, None, where))
+    candidates = (union_all(*passes) if len(passes) > 1 else passes[0]).subquery("candidates")
+    best = (
+        select(candidates)
+        .order_by(candidates.c.total.desc(), candidates.c.newest.desc(), candidates.c.id.desc())
         .limit(limit)
+        .subquery("best")
+    )
+    return (
+        select(source.table, best.c.total)
+        .join(best, best.c.id == c.id)
+        .order_by(best.c.total.desc(), best.c.newest.desc(), c.id.desc())
     )
 
 
@@ -501,6 +542,10 @@ async def rank(
     query = ranking_query(dialect, profile, organisation_id, limit=limit)
     if query is None:
         return []
+    if dialect == "postgresql":
+        # A broad profile's plan passes jit_above_cost, and compiling it (20–90 ms) costs more than
+        # the scan it would speed up; LOCAL ends with the caller's transaction.
+        await session.execute(text("SET LOCAL jit = off"))
     result = []
     for row in await session.execute(query):
         match = rules.score(profile, item_of(row))

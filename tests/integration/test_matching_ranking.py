@@ -79,3 +79,24 @@ async def test_each_keyword_matches_on_its_own(db):
     assert "关键词 污水" in by_title[offers["sewage"].patent.title].why
     assert "关键词 石墨烯" in by_title["石墨烯导热薄膜"].why and "您关注过 导热" in by_title["石墨烯导热薄膜"].why
     assert len(rows) == 5
+
+
+async def test_a_patent_the_enterprise_holds_a_live_licence_for_is_left_out(db):
+    from sqlalchemy.orm import selectinload
+
+    from marketplace.catalogue.services import upsert_entry
+    from marketplace.offers.models import OpenLicenceOffer
+    from tests.billing_factories import LUMP_SUM, licence
+
+    taken = await licence(db, fee_terms=LUMP_SUM, ipc_main="H01M 4/36")
+    offer = await db.get(
+        OpenLicenceOffer,
+        taken.listing.offer.id,
+        options=[selectinload(OpenLicenceOffer.patent), selectinload(OpenLicenceOffer.licensor)],
+    )
+    await upsert_entry(db, offer)
+    await db.commit()
+    other = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    profile = rules.Profile(ipc_codes=("H01M",))
+    assert [item.offer_id for item in await services.rank(db, profile, other.organisation.id)] == [offer.id]
+    assert await services.rank(db, profile, taken.licensee.organisation.id) == []
