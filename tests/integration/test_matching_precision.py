@@ -6,9 +6,9 @@ file). Every enterprise is ranked by ``services.rank(limit=10)`` over the whole 
 PostgreSQL; the database's order is checked against ``rules.score`` applied to every catalogue row in
 Python, so the figure cannot depend on the dialect.
 
-Measured on 2026-12-04, identical on SQLite and PostgreSQL: mean precision@10 = 0.873 over the 30
-enterprises (16 at 1.00; the lowest, 0.60, is the TCM maker, whose A61K profile also brings
-chemical drugs and biologics). The floor sits just below it, so a regression in the points table,
+Measured on 2026-12-04, identical on SQLite and PostgreSQL: mean precision@10 = 0.869 over the 30
+enterprises (0.873 while 一般 still earned 4 tier points; the lowest, 0.60, is the TCM maker, whose
+A61K profile also brings chemical drugs and biologics). The floor sits just below it, so a regression in the points table,
 the concordance or the query fails here. ``pytest -s`` prints each enterprise's first ten.
 """
 
@@ -30,7 +30,7 @@ from marketplace.patents.models import PatentType
 from tests.catalogue_factories import BASE_TIME, make_licensor, publish_offer
 
 SET = Path(__file__).parents[1] / "data" / "matching" / "evaluation_set.toml"
-MEASURED = 0.873
+MEASURED = 0.869
 FLOOR = 0.86
 RELEVANCE_KINDS = {"industry", "ipc", "keyword"}
 
