@@ -740,6 +740,8 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
     at = now_utc()
     if entry is not None and recipients:
         subject = push_subject(entry.licensor_name, entry.title)
+        note = push.note
+        body = f"许可方附言：{note}" if note else f"{entry.licensor_name}认为该专利与贵单位的兴趣画像匹配。"
         rows = []
         for recipient in recipients:
             item = {
@@ -749,7 +751,6 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
                 "why": recipient.match.why,
                 "points": recipient.match.points,
             }
-            body = push.note or f"{entry.licensor_name}认为该专利与贵单位的兴趣画像匹配。"
             rows.append(
                 _message_row(
                     recipient.organisation_id,
@@ -766,16 +767,16 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
         by_id = {r.organisation_id: r for r in recipients}
         emails = []
         for organisation_id, addresses in (await _recipients(session, written)).items():
-            body = template.render(
+            text_body = template.render(
                 organisation_name=by_id[organisation_id].organisation_name,
                 licensor_name=entry.licensor_name,
-                note=push.note,
+                note=note,
                 title=entry.title,
                 why=by_id[organisation_id].match.why,
                 offer_id=entry.offer_id,
                 base_url=settings.public_base_url,
             )
-            emails.extend(Email(to, subject, body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
+            emails.extend(Email(to, subject, text_body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
         await queue_emails(session, emails)
         await _shown(session, [(o, entry.patent_id) for o in sorted(written)], Channel.PUSH)
     push.recipients_count = len(recipients)

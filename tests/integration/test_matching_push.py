@@ -115,7 +115,7 @@ async def test_a_push_reaches_the_matching_enterprises_once(client, db, sessionm
         [message] = await inbox_of(db, people[name].organisation.id)
         assert message.kind.value == "push" and message.dedupe_key == f"push:{pushed.id}:{people[name].organisation.id}"
         assert message.subject == f"许可方推送：{licensor.organisation.name}向贵单位推荐《{offer.patent.title}》"
-        assert message.body == "欢迎来校洽谈中试合作"
+        assert message.body == "许可方附言：欢迎来校洽谈中试合作"
         assert [(i["offer_id"], i["why"]) for i in message.items] == [(offer.id, why)]
         assert await events_of(db, people[name].organisation.id) >= {(offer.patent_id, "shown", "push")}
     for name in ("no_push", "unrelated", "licensee"):
