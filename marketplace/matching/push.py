@@ -17,6 +17,7 @@ offer and delivers the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ from marketplace.web.templating import configure_environment
 log = logging.getLogger(__name__)
 
 CHUNK = 2000
+#: Profiles scored between two yields to the event loop.
+_YIELD_EVERY = 200
 PUSH_KIND = "matching.push"
 DIGEST_ENTITY = "weekly_digest"
 _ENTRIES = CatalogueEntry.__table__
@@ -335,9 +338,11 @@ async def _digest_chunk(
     held = await _live_licences(session, rows[0].organisation_id, rows[-1].organisation_id) if offers else {}
     chosen: dict[int, list[Found]] = {}
     messages = []
-    for row in rows:
+    for number, row in enumerate(rows):
         if not offers:
             break
+        if number % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a worker inside the web process keeps answering requests
         exclusions = Exclusions(
             after=max(row.digest_through or window_start, window_start),
             organisation_id=row.organisation_id,
@@ -705,6 +710,7 @@ async def push_recipients(
         if not rows:
             break
         after = rows[-1].organisation_id
+        await asyncio.sleep(0)  # a worker inside the web process keeps answering requests
         for row in rows:
             if row.organisation_id == entry.licensor_organisation_id or row.organisation_id in licensed:
                 continue
@@ -734,6 +740,8 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
     at = now_utc()
     if entry is not None and recipients:
         subject = push_subject(entry.licensor_name, entry.title)
+        note = push.note
+        body = f"许可方附言：{note}" if note else f"{entry.licensor_name}认为该专利与贵单位的兴趣画像匹配。"
         rows = []
         for recipient in recipients:
             item = {
@@ -743,7 +751,6 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
                 "why": recipient.match.why,
                 "points": recipient.match.points,
             }
-            body = push.note or f"{entry.licensor_name}认为该专利与贵单位的兴趣画像匹配。"
             rows.append(
                 _message_row(
                     recipient.organisation_id,
@@ -760,17 +767,26 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
         by_id = {r.organisation_id: r for r in recipients}
         emails = []
         for organisation_id, addresses in (await _recipients(session, written)).items():
-            body = template.render(
+            text_body = template.render(
                 organisation_name=by_id[organisation_id].organisation_name,
                 licensor_name=entry.licensor_name,
-                note=push.note,
+                note=note,
                 title=entry.title,
                 why=by_id[organisation_id].match.why,
                 offer_id=entry.offer_id,
                 base_url=settings.public_base_url,
             )
-            emails.extend(Email(to, subject, body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
+            emails.extend(Email(to, subject, text_body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
         await queue_emails(session, emails)
         await _shown(session, [(o, entry.patent_id) for o in sorted(written)], Channel.PUSH)
     push.recipients_count = len(recipients)
     push.delivered_at = at
+    await record(
+        session,
+        entity_type=offer_services.ENTITY,
+        entity_id=push.offer_id,
+        action="push_delivered",
+        actor=None,
+        reason=f"推送送达 {len(recipients)} 家企业",
+        details={"push_id": push.id, "recipients": len(recipients)},
+    )

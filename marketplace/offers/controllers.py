@@ -44,6 +44,7 @@ AUDIT_ACTIONS = {
     "new_version": "创建新版本",
     "attach_evaluation_report": "上传评价报告",
     "push": "定向推送",
+    "push_delivered": "推送送达",
 }
 
 

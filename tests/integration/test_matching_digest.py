@@ -5,15 +5,18 @@ weekly job."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from marketplace.accounts.models import OrganisationKind, User
 from marketplace.accounts.services import create_user, principal_for
 from marketplace.audit.models import AuditRecord
 from marketplace.catalogue.models import CatalogueEntry
+from marketplace.cli import main
 from marketplace.clock import BUSINESS_TZ, now_utc
 from marketplace.licensing import services as licensing
 from marketplace.matching import digest_rules, push
@@ -363,3 +366,12 @@ async def test_no_new_offers_no_messages(db, sessionmaker, settings):
     run = await push.run_digest(sessionmaker, settings)
     assert (run.offers, run.enterprises, run.messages) == (0, 1, 0)
     assert await db.scalar(select(func.count()).select_from(MailMessage)) == 0
+
+
+async def test_the_command_sends_the_digest_now(db):
+    """``marketplace digest``: every enterprise taking the digest (not the unsubscribed one)."""
+    _, people, _ = await _world(db)
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["digest"])
+    assert result.exit_code == 0, result.output
+    assert f"digest {digest_rules.week_key(now_utc())}: 4 new offers, 6 enterprises, 4 messages" in result.output
+    assert _titles((await inbox_of(db, people["water"].organisation.id))[0]) == ["一种污水处理系统"]

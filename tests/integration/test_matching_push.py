@@ -115,7 +115,7 @@ async def test_a_push_reaches_the_matching_enterprises_once(client, db, sessionm
         [message] = await inbox_of(db, people[name].organisation.id)
         assert message.kind.value == "push" and message.dedupe_key == f"push:{pushed.id}:{people[name].organisation.id}"
         assert message.subject == f"许可方推送：{licensor.organisation.name}向贵单位推荐《{offer.patent.title}》"
-        assert message.body == "欢迎来校洽谈中试合作"
+        assert message.body == "许可方附言：欢迎来校洽谈中试合作"
         assert [(i["offer_id"], i["why"]) for i in message.items] == [(offer.id, why)]
         assert await events_of(db, people[name].organisation.id) >= {(offer.patent_id, "shown", "push")}
     for name in ("no_push", "unrelated", "licensee"):
@@ -133,6 +133,9 @@ async def test_a_push_reaches_the_matching_enterprises_once(client, db, sessionm
 
     history = await client.get(f"/offers/{offer.id}/push")
     assert "3 家" in history.text and "欢迎来校洽谈中试合作" in history.text
+    delivered = await db.scalar(select(AuditRecord).where(AuditRecord.action == "push_delivered"))
+    assert (delivered.entity_id, delivered.via, delivered.reason) == (offer.id, "system", "推送送达 3 家企业")
+    assert "推送送达" in (await client.get(f"/offers/{offer.id}")).text
 
     # The enterprise opens it from its inbox and follows the link.
     await client.post("/logout", headers=await csrf_headers(client))
