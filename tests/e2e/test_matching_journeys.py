@@ -159,3 +159,58 @@ async def test_a_stock_patent_interest_reaches_the_holder_who_reads_its_funnel(p
     await expect(totals.locator("svg")).to_be_visible()
     await expect(totals.locator('tr[data-stage="shown"] [data-count]')).to_have_text("1")
     await expect(totals.locator('tr[data-stage="viewed"] [data-count]')).to_have_text("0")
+
+
+async def test_a_licensor_pushes_an_offer_and_the_matching_enterprise_reads_it_in_its_inbox(page, live_server):
+    """A university pushes its published offer; the worker delivers it to the enterprise whose profile
+    matches; the enterprise sees the unread badge, reads the message with its reason and opens the
+    offer, which its funnel counts as viewed from the push. A second push the same week is refused."""
+    from marketplace.matching import services as matching
+    from marketplace.matching.rules import ProfileInput
+    from tests.e2e.helpers import _principal
+
+    suffix = uuid.uuid4().hex[:6]
+    university = await arrange_account(live_server, name=f"西岭农业测试大学{suffix}")
+    title = f"一种设施大棚番茄水肥一体化灌溉装置{suffix}"
+    patent = await arrange_patent(live_server, university, title=title, ipc_main="A01G 25/02")
+    offer = await arrange_published_offer(live_server, university, patent, {"mode": "free"})
+    enterprise = await arrange_account(live_server, kind=OrganisationKind.ENTERPRISE, name=f"绿野农业科技{suffix}")
+    async with live_server.sessionmaker() as session:
+        actor = await _principal(session, enterprise)
+        await matching.update_profile(session, actor, ProfileInput(industries=["A01"], keywords=["水肥一体化"]))
+        await session.commit()
+
+    # 1. The licensor pushes from its offer page.
+    await login_as(page, university, next_path=f"/offers/{offer.id}")
+    push = page.locator("#push")
+    await push.get_by_label(labelled("附言（选填，不超过 200 字）")).fill("欢迎园区企业试用")
+    await push.get_by_role("button", name="推送给匹配企业").click()
+    await expect(page.locator("#push-accepted")).to_be_visible()
+    history = page.locator("#push-history")
+    await expect(history).to_contain_text("欢迎园区企业试用")
+    for _ in range(80):  # the worker (in process) picks the recipients within seconds
+        await page.reload()
+        if "1 家" in await history.inner_text():
+            break
+        await asyncio.sleep(0.1)
+    await expect(history).to_contain_text("1 家")
+    # A second push of the same declaration within 7 days is refused, with the reason.
+    await page.locator("#push").get_by_role("button", name="推送给匹配企业").click()
+    await expect(page.locator("#push-refused")).to_contain_text("7")
+
+    # 2. The enterprise: the unread badge, the message and its reason, then the offer.
+    await page.context.clear_cookies()
+    await login_as(page, enterprise, next_path="/recommendations")
+    await expect(page.locator("#inbox-unread")).to_have_text("1")
+    await page.get_by_role("navigation").get_by_role("link", name=re.compile("收件箱")).click()
+    await page.get_by_role("link", name=re.compile(title)).first.click()
+    await expect(page.locator(f'li[data-offer-id="{offer.id}"]')).to_contain_text("关键词 水肥一体化")
+    await page.get_by_role("link", name=title).click()
+    await expect(page).to_have_url(re.compile(rf"/catalogue/{offer.id}\?via=push$"))
+    async with live_server.sessionmaker() as session:
+        rows = await session.execute(
+            select(MatchEvent.stage, MatchEvent.channel).where(
+                MatchEvent.organisation_id == enterprise.organisation.id, MatchEvent.patent_id == patent.id
+            )
+        )
+        assert dict(rows.all()) == {FunnelStage.SHOWN: Channel.PUSH, FunnelStage.VIEWED: Channel.PUSH}
