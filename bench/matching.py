@@ -688,11 +688,14 @@ def render(measured: Measured, server: str, generated: float | None) -> str:
             "data and sample the first shape of the query (one `UNION ALL` branch per signal, grouped by row, "
             "joined back to the table, and a per-row probe of the licence contracts) measured p50 1,349 ms, "
             "p95 3,307 ms (sign-up only p50 2,532 ms; load average about 5); JIT compilation added 20–90 ms "
-            "to the broad plans, so `rank` turns it off for its transaction. Exact ranking over every "
-            "candidate cannot reach the target on this machine. What could: bounding the candidates (a row "
-            "that only a section or a related division selects cannot beat a 20th total above its best "
-            "possible points, so it need not be scored once such a total is known), or keeping each "
-            "enterprise's recommendations as offers and profiles change.",
+            "to the broad plans, so `rank` turns it off for its transaction. `rank` also scores first only the "
+            "rows that more than a weak industry line selects (or that lie in the profile's provinces) and "
+            "keeps that order when its last row has more points than any left-out row can earn "
+            "(`services.pruning_bound`): that makes sign-up-only profiles fast, but a profile with keywords "
+            "and division-wide industries still scores 0.1 million candidates or more. Next steps: take the "
+            "bound from the keyword pass (its 20th total) so that rows only the IPC codes select are scored "
+            "only when they could still rank, or keep each enterprise's recommendations as offers and "
+            "profiles change.",
         ]
     )
 
