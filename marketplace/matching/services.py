@@ -353,18 +353,24 @@ def _keyword_branch(source: Source, dialect: str, kind: int, points: int, keywor
 
 
 def _row_signals(
-    profile: rules.Profile, weights: rules.Weights, c: Any
+    profile: rules.Profile, weights: rules.Weights, c: Any, *, pruned: bool = False
 ) -> tuple[ColumnElement[int], ColumnElement[int], ColumnElement[bool] | None]:
     """Industry and IPC points computed from a row's own codes (``c``: the table's or a subquery's
     columns) — a ``CASE`` over the concordance lines the profile matches, best first — and the
-    condition that either is earned (None when the profile has neither signal)."""
+    condition that either is earned (None when the profile has neither signal). ``pruned`` leaves
+    out of that condition the rows only a weak industry line selects (see :func:`pruning_bound`)
+    unless they are in one of the profile's provinces."""
     conditions: list[ColumnElement[bool]] = []
 
     def with_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(c.ipc_subclass.is_not(None), where)
 
     def points(whens: list[tuple[ColumnElement[bool], int]]) -> ColumnElement[int]:
-        conditions.extend(where for where, _ in whens)
+        for where, earned in whens:
+            if not pruned or earned > weights.industry_related:
+                conditions.append(where)
+            elif profile.provinces:
+                conditions.append(and_(where, c.province_code.in_(profile.provinces)))
         return case(*whens, else_=0) if whens else literal_column("0")
 
     industry_whens = []
@@ -432,6 +438,19 @@ def _boosters(profile: rules.Profile, weights: rules.Weights, source: Source, c:
     return total
 
 
+def pruning_bound(profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS) -> int | None:
+    """The most points a catalogue row can earn when only a weak industry line selects it (a section,
+    or a division related to a profile group) and its licensor is outside the profile's provinces;
+    None when the profile has no weak line. Such rows are most of the catalogue for a broad profile,
+    and none of them can rank above a row with more points than this."""
+    lines = rules.industry_branches(profile.industries, weights)
+    weak = [line.points for line in lines if line.points <= weights.industry_related]
+    if not weak:
+        return None
+    after_use = weights.pay_after_use_preferred if profile.prefers_pay_after_use else weights.pay_after_use
+    return max(weak) + weights.tier_high + max(weights.no_upfront, weights.within_budget) + after_use
+
+
 def ranking_query(
     dialect: str,
     profile: rules.Profile,
@@ -440,9 +459,11 @@ def ranking_query(
     limit: int,
     weights: rules.Weights = rules.WEIGHTS,
     source: Source = CATALOGUE,
+    pruned: bool = False,
 ) -> Select | None:
     """The best ``limit`` rows of ``source`` for ``profile`` with their total points; None when the
-    profile has no relevance signal (then nothing is relevant).
+    profile has no relevance signal (then nothing is relevant). ``pruned``: only among the rows
+    :func:`pruning_bound` does not bound (points are computed the same way).
 
     Every candidate's points are computed once from its own columns, in two passes: the rows a
     keyword finds (the full-text index, keyword points added up per row in a CTE that carries the
@@ -451,7 +472,7 @@ def ranking_query(
     then fetch their whole row. A ``UNION ALL`` of one branch per signal, grouped by row and joined
     back to the table, took seconds for a broad profile over the national stock (docs/benchmarks.md)."""
     c = source.table.c
-    _, _, coded = _row_signals(profile, weights, c)
+    _, _, coded = _row_signals(profile, weights, c, pruned=pruned)
     branches = keyword_branches(dialect, profile, weights, source=source)
     if coded is None and not branches:
         return None
@@ -546,11 +567,24 @@ async def rank(
         # A broad profile's plan passes jit_above_cost, and compiling it (20–90 ms) costs more than
         # the scan it would speed up; LOCAL ends with the caller's transaction.
         await session.execute(text("SET LOCAL jit = off"))
-    result = []
-    for row in await session.execute(query):
-        match = rules.score(profile, item_of(row))
-        result.append(recommendation_of(row, match))
-    return result
+    rows = await pruned_rows(session, dialect, profile, organisation_id, limit)
+    if rows is None:
+        rows = list(await session.execute(query))
+    return [recommendation_of(row, rules.score(profile, item_of(row))) for row in rows]
+
+
+async def pruned_rows(
+    session: AsyncSession, dialect: str, profile: rules.Profile, organisation_id: int, limit: int
+) -> list[Any] | None:
+    """The best ``limit`` rows found without scoring the rows only a weak industry line selects,
+    when the last of them has more points than any of those can (so the order is the full one);
+    None when that is not so, and every candidate must be scored."""
+    bound = pruning_bound(profile)
+    query = ranking_query(dialect, profile, organisation_id, limit=limit, pruned=True) if bound is not None else None
+    if query is None:
+        return None
+    rows = list(await session.execute(query))
+    return rows if len(rows) == limit and rows[-1].total > bound else None
 
 
 async def recommendations(
