@@ -8,8 +8,9 @@ Python, so the figure cannot depend on the dialect.
 
 Measured on 2026-12-04, identical on SQLite and PostgreSQL: mean precision@10 = 0.869 over the 30
 enterprises (0.873 while 一般 still earned 4 tier points; the lowest, 0.60, is the TCM maker, whose
-A61K profile also brings chemical drugs and biologics). The floor sits just below it, so a regression in the points table,
-the concordance or the query fails here. ``pytest -s`` prints each enterprise's first ten.
+A61K profile also brings chemical drugs and biologics). The floor sits just below it, so a
+regression in the points table, the concordance or the query fails here. ``pytest -s`` prints each
+enterprise's first ten.
 """
 
 from __future__ import annotations
