@@ -688,14 +688,15 @@ def render(measured: Measured, server: str, generated: float | None) -> str:
             "data and sample the first shape of the query (one `UNION ALL` branch per signal, grouped by row, "
             "joined back to the table, and a per-row probe of the licence contracts) measured p50 1,349 ms, "
             "p95 3,307 ms (sign-up only p50 2,532 ms; load average about 5); JIT compilation added 20–90 ms "
-            "to the broad plans, so `rank` turns it off for its transaction. `rank` also scores first only the "
-            "rows that more than a weak industry line selects (or that lie in the profile's provinces) and "
-            "keeps that order when its last row has more points than any left-out row can earn "
-            "(`services.pruning_bound`): that makes sign-up-only profiles fast, but a profile with keywords "
-            "and division-wide industries still scores 0.1 million candidates or more. Next steps: take the "
-            "bound from the keyword pass (its 20th total) so that rows only the IPC codes select are scored "
-            "only when they could still rank, or keep each enterprise's recommendations as offers and "
-            "profiles change.",
+            "to the broad plans, so `rank` turns it off for its transaction. Two exact shortcuts then spare "
+            "most candidates: when the keyword hits fill the list, their last total is the least a row must "
+            "earn, and only the IPC codes and concordance lines that can reach it are scanned "
+            "(`services.keywords_first`); otherwise the rows only a weak industry line selects are left out "
+            "when the list's last row has more points than any of them can earn (`services.pruning_bound`), "
+            "which decides most sign-up-only profiles through the rows in their province. What remains is "
+            "mostly the keyword pass itself, one heap visit per hit, and profiles whose keywords find few "
+            "rows. Next steps: a narrow matching table with its own text index (a migration), or keeping "
+            "each enterprise's recommendations as offers and profiles change.",
         ]
     )
 

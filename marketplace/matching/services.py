@@ -353,25 +353,17 @@ def _keyword_branch(source: Source, dialect: str, kind: int, points: int, keywor
 
 
 def _row_signals(
-    profile: rules.Profile, weights: rules.Weights, c: Any, *, pruned: bool = False
+    profile: rules.Profile, weights: rules.Weights, c: Any, *, pruned: bool = False, reach: int | None = None
 ) -> tuple[ColumnElement[int], ColumnElement[int], ColumnElement[bool] | None]:
     """Industry and IPC points computed from a row's own codes (``c``: the table's or a subquery's
     columns) — a ``CASE`` over the concordance lines the profile matches, best first — and the
-    condition that either is earned (None when the profile has neither signal). ``pruned`` leaves
-    out of that condition the rows only a weak industry line selects (see :func:`pruning_bound`)
-    unless they are in one of the profile's provinces."""
-    conditions: list[ColumnElement[bool]] = []
+    condition that either is earned (None when the profile has neither signal, or when no row can
+    earn ``reach`` points from them). ``pruned`` leaves out of that condition the rows only a weak
+    industry line selects (see :func:`pruning_bound`) unless they are in one of the profile's
+    provinces; ``reach`` leaves out the lines that cannot bring a row's industry and IPC points to it."""
 
     def with_subclass(where: ColumnElement[bool]) -> ColumnElement[bool]:
         return and_(c.ipc_subclass.is_not(None), where)
-
-    def points(whens: list[tuple[ColumnElement[bool], int]]) -> ColumnElement[int]:
-        for where, earned in whens:
-            if not pruned or earned > weights.industry_related:
-                conditions.append(where)
-            elif profile.provinces:
-                conditions.append(and_(where, c.province_code.in_(profile.provinces)))
-        return case(*whens, else_=0) if whens else literal_column("0")
 
     industry_whens = []
     for branch in rules.industry_branches(profile.industries, weights):
@@ -393,8 +385,22 @@ def _row_signals(
         ipc_whens.append((with_subclass(c.ipc_class.in_(classes)), weights.ipc_class))
     if profile.top_learned_ipc:
         ipc_whens.append((c.ipc_subclass.in_(profile.top_learned_ipc), weights.ipc_learned))
-    industry, ipc = points(industry_whens), points(ipc_whens)
-    return industry, ipc, (or_(*conditions) if conditions else None)
+    best_industry = max((points for _, points in industry_whens), default=0)
+    best_ipc = max((points for _, points in ipc_whens), default=0)
+    conditions: list[ColumnElement[bool]] = []
+    for where, points in industry_whens:
+        if reach is not None and points + best_ipc < reach:
+            continue
+        if not pruned or points > weights.industry_related:
+            conditions.append(where)
+        elif profile.provinces:
+            conditions.append(and_(where, c.province_code.in_(profile.provinces)))
+    conditions += [where for where, points in ipc_whens if reach is None or points + best_industry >= reach]
+
+    def total(whens: list[tuple[ColumnElement[bool], int]]) -> ColumnElement[int]:
+        return case(*whens, else_=0) if whens else literal_column("0")
+
+    return total(industry_whens), total(ipc_whens), (or_(*conditions) if conditions else None)
 
 
 def keyword_branches(
@@ -447,8 +453,14 @@ def pruning_bound(profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS
     weak = [line.points for line in lines if line.points <= weights.industry_related]
     if not weak:
         return None
+    return max(weak) + booster_bound(profile, weights) - (weights.same_region if profile.provinces else 0)
+
+
+def booster_bound(profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS) -> int:
+    """The most points tier, cost fit, pay-after-use and region can add to a catalogue row."""
     after_use = weights.pay_after_use_preferred if profile.prefers_pay_after_use else weights.pay_after_use
-    return max(weak) + weights.tier_high + max(weights.no_upfront, weights.within_budget) + after_use
+    region = weights.same_region if profile.provinces else 0
+    return weights.tier_high + max(weights.no_upfront, weights.within_budget) + after_use + region
 
 
 def ranking_query(
@@ -460,10 +472,14 @@ def ranking_query(
     weights: rules.Weights = rules.WEIGHTS,
     source: Source = CATALOGUE,
     pruned: bool = False,
+    part: str = "all",
+    at_least: int | None = None,
 ) -> Select | None:
     """The best ``limit`` rows of ``source`` for ``profile`` with their total points; None when the
     profile has no relevance signal (then nothing is relevant). ``pruned``: only among the rows
-    :func:`pruning_bound` does not bound (points are computed the same way).
+    :func:`pruning_bound` does not bound (points are computed the same way). ``part``: ``keywords``
+    ranks only the rows a keyword finds; ``codes`` only the rows the IPC codes select, with no
+    keyword points and only those with ``at_least`` points (see :func:`rank`).
 
     Every candidate's points are computed once from its own columns, in two passes: the rows a
     keyword finds (the full-text index, keyword points added up per row in a CTE that carries the
@@ -472,8 +488,11 @@ def ranking_query(
     then fetch their whole row. A ``UNION ALL`` of one branch per signal, grouped by row and joined
     back to the table, took seconds for a broad profile over the national stock (docs/benchmarks.md)."""
     c = source.table.c
-    _, _, coded = _row_signals(profile, weights, c, pruned=pruned)
-    branches = keyword_branches(dialect, profile, weights, source=source)
+    reach = None if at_least is None else at_least - booster_bound(profile, weights)
+    _, _, coded = _row_signals(profile, weights, c, pruned=pruned, reach=reach)
+    branches = keyword_branches(dialect, profile, weights, source=source) if part != "codes" else []
+    if part == "keywords":
+        coded = None
     if coded is None and not branches:
         return None
 
@@ -490,6 +509,8 @@ def ranking_query(
             LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(_LIVE)
         )
         eligible = and_(cols.licensor_organisation_id != organisation_id, cols.patent_id.not_in(licensed))
+        if at_least is not None:
+            eligible = and_(eligible, total >= at_least)
         return select(cols.id.label("id"), newest(cols), total.label("total")).where(eligible, where)
 
     passes = []
@@ -567,10 +588,34 @@ async def rank(
         # A broad profile's plan passes jit_above_cost, and compiling it (20–90 ms) costs more than
         # the scan it would speed up; LOCAL ends with the caller's transaction.
         await session.execute(text("SET LOCAL jit = off"))
-    rows = await pruned_rows(session, dialect, profile, organisation_id, limit)
+    rows = await keywords_first(session, dialect, profile, organisation_id, limit)
+    if rows is None:
+        rows = await pruned_rows(session, dialect, profile, organisation_id, limit)
     if rows is None:
         rows = list(await session.execute(query))
     return [recommendation_of(row, rules.score(profile, item_of(row))) for row in rows]
+
+
+async def keywords_first(
+    session: AsyncSession, dialect: str, profile: rules.Profile, organisation_id: int, limit: int
+) -> list[Any] | None:
+    """The best ``limit`` rows when the rows a keyword finds give ``limit`` of them: their last total
+    is then the least a row must earn, so only the rows whose IPC codes can bring them there are
+    scored besides (most rows of a broad industry cannot). None when the keywords find fewer.
+
+    Exact: a row the codes select earns its keyword points only in the first list; if it is not
+    there its total ranks it after that list's last row, and so does the smaller total the second
+    query gives it."""
+    query = ranking_query(dialect, profile, organisation_id, limit=limit, part="keywords")
+    if query is None:
+        return None
+    found = list(await session.execute(query))
+    if len(found) < limit:
+        return None
+    codes = ranking_query(dialect, profile, organisation_id, limit=limit, part="codes", at_least=found[-1].total)
+    merged = {row.id: row for row in (await session.execute(codes) if codes is not None else [])}
+    merged.update({row.id: row for row in found})
+    return sorted(merged.values(), key=lambda row: (row.total, row.published_at, row.id), reverse=True)[:limit]
 
 
 async def pruned_rows(
