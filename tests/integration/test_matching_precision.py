@@ -161,8 +161,9 @@ async def test_precision_at_10_on_the_labelled_set(db):
             assert {reason.kind for reason in item.match.reasons} & RELEVANCE_KINDS, (enterprise["id"], item.title)
         assert shown == _reference_top(profile, rows, keys), enterprise["id"]
         lines.append(Line(enterprise["id"], precision_at_10(shown, set(enterprise["relevant"])), shown))
-    # When the shortcuts were added they decided for 5 and 7 of the 30; the others scored every candidate.
-    assert shortcuts["keywords first"] >= 4 and shortcuts["pruned"] >= 5, shortcuts
+    # Both shortcuts must be exercised: they decide for 5 and 3 of the 30 (7 for pruning while 一般 still
+    # earned tier points, which raised the bound); the others scored every candidate.
+    assert shortcuts["keywords first"] >= 4 and shortcuts["pruned"] >= 3, shortcuts
     mean = sum(line.precision for line in lines) / len(lines)
     table = "\n".join(f"{line.enterprise} {line.precision:.2f} {' '.join(line.shown)}" for line in lines)
     print(f"\nmean precision@10 = {mean:.3f}\n{table}")
