@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     expect_same_document,
     labelled,
     login_as,
+    logout,
     mark_document,
 )
 
@@ -119,7 +120,7 @@ async def test_a_stock_patent_interest_reaches_the_holder_who_reads_its_funnel(p
         await matching.update_profile(session, actor, ProfileInput(industries=["N772"], keywords=["反渗透膜"]))
         await session.commit()
     # The worker (in process) files the new patent among the stock patents within seconds.
-    for _ in range(80):
+    for _ in range(300):
         async with live_server.sessionmaker() as session:
             if await session.scalar(select(InventoryEntry.id).where(InventoryEntry.patent_id == stock.id)):
                 break
@@ -148,7 +149,9 @@ async def test_a_stock_patent_interest_reaches_the_holder_who_reads_its_funnel(p
     await expect(page.locator("#interest-state")).to_contain_text("拟用于沿海工业园区的淡化水站")
 
     # 3. The university reads the interest on its patent page and its funnel on the dashboard.
-    await page.context.clear_cookies()
+    # Let the nav's unread badge request finish first: a late answer could bring the session back.
+    await page.wait_for_load_state("networkidle")
+    await logout(page)
     await login_as(page, university, next_path=f"/patents/{stock.id}")
     interests = page.locator("#interests")
     await expect(interests).to_contain_text(f"滨海水务科技{suffix}")
@@ -188,7 +191,7 @@ async def test_a_licensor_pushes_an_offer_and_the_matching_enterprise_reads_it_i
     await expect(page.locator("#push-accepted")).to_be_visible()
     history = page.locator("#push-history")
     await expect(history).to_contain_text("欢迎园区企业试用")
-    for _ in range(80):  # the worker (in process) picks the recipients within seconds
+    for _ in range(300):  # the worker (in process) picks the recipients within seconds
         await page.reload()
         if "1 家" in await history.inner_text():
             break
@@ -199,7 +202,9 @@ async def test_a_licensor_pushes_an_offer_and_the_matching_enterprise_reads_it_i
     await expect(page.locator("#push-refused")).to_contain_text("7")
 
     # 2. The enterprise: the unread badge, the message and its reason, then the offer.
-    await page.context.clear_cookies()
+    # Let the nav's unread badge request finish first: a late answer could bring the session back.
+    await page.wait_for_load_state("networkidle")
+    await logout(page)
     await login_as(page, enterprise, next_path="/recommendations")
     await expect(page.locator("#inbox-unread")).to_have_text("1")
     await page.get_by_role("navigation").get_by_role("link", name=re.compile("收件箱")).click()
