@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader
-from sqlalchemy import BigInteger, Row, Select, bindparam, func, or_, select, text, update
+from sqlalchemy import Row, Select, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -46,7 +46,6 @@ from marketplace.matching.models import (
     InboxKind,
     InboxMessage,
     InterestProfile,
-    MatchEvent,
     OfferPush,
 )
 from marketplace.offers import services as offer_services
@@ -146,48 +145,16 @@ async def _recipients(session: AsyncSession, organisation_ids: Iterable[int]) ->
     rows = await session.execute(
         select(User.organisation_id, User.email)
         .where(
-            User.organisation_id.between(wanted[0], wanted[-1]),
+            ids_in(session.get_bind().dialect.name, User.organisation_id, wanted),
             User.is_active.is_(True),
             User.email_confirmed_at.is_not(None),
         )
         .order_by(User.id)
     )
     emails: dict[int, list[str]] = {}
-    keep = set(wanted)
     for organisation_id, email in rows:
-        if organisation_id in keep:
-            emails.setdefault(organisation_id, []).append(email)
+        emails.setdefault(organisation_id, []).append(email)
     return emails
-
-
-async def _shown(session: AsyncSession, pairs: Sequence[tuple[int, int]], channel: Channel) -> None:
-    """``shown`` events for (organisation, patent) pairs; an enterprise shown a patent before keeps
-    its first event. On PostgreSQL one statement over two arrays (the digest writes millions)."""
-    if not pairs:
-        return
-    at = now_utc()
-    if session.get_bind().dialect.name == "postgresql":
-        ids = postgresql.ARRAY(BigInteger)
-        statement = text(
-            "INSERT INTO match_events (organisation_id, patent_id, stage, channel, created_at, updated_at) "
-            "SELECT o, p, :stage, :channel, :at, :at FROM unnest(:orgs, :patents) AS t(o, p) "
-            "ON CONFLICT DO NOTHING"
-        ).bindparams(
-            bindparam("orgs", type_=ids),
-            bindparam("patents", type_=ids),
-            bindparam("at", type_=InterestProfile.__table__.c.created_at.type),
-        )
-        values = {"stage": FunnelStage.SHOWN.value, "channel": channel.value, "at": at}
-        for start in range(0, len(pairs), 50_000):
-            part = pairs[start : start + 50_000]
-            await session.execute(statement, {**values, "orgs": [o for o, _ in part], "patents": [p for _, p in part]})
-        return
-    rows = [
-        {"organisation_id": o, "patent_id": p, "stage": FunnelStage.SHOWN, "channel": channel, "created_at": at,
-         "updated_at": at}
-        for o, p in pairs
-    ]  # fmt: skip
-    await session.execute(sqlite.insert(MatchEvent.__table__).on_conflict_do_nothing(), rows)
 
 
 async def _insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> set[int]:
@@ -376,7 +343,7 @@ async def _digest_chunk(
         emails.extend(Email(to, subject, body, f"digest:{organisation_id}:{run.week}:{to}") for to in addresses)
     run.emails += await queue_emails(session, emails)
     events = [(organisation_id, f.offer.patent_id) for organisation_id in written for f in chosen[organisation_id]]
-    await _shown(session, events, Channel.DIGEST)
+    await services.record_pairs(session, events, FunnelStage.SHOWN, Channel.DIGEST)
     run.events += len(events)
     await _advance(session, rows, already, cutoff, at)
 
@@ -778,7 +745,9 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
             )
             emails.extend(Email(to, subject, text_body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
         await queue_emails(session, emails)
-        await _shown(session, [(o, entry.patent_id) for o in sorted(written)], Channel.PUSH)
+        await services.record_pairs(
+            session, [(o, entry.patent_id) for o in sorted(written)], FunnelStage.SHOWN, Channel.PUSH
+        )
     push.recipients_count = len(recipients)
     push.delivered_at = at
     await record(

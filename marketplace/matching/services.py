@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
     Table,
     TableClause,
     and_,
+    bindparam,
     case,
     column,
     exists,
@@ -251,22 +253,43 @@ async def record_events(
     session: AsyncSession, organisation_id: int, patent_ids: Sequence[int], stage: FunnelStage, channel: Channel
 ) -> None:
     """The first time ``organisation_id`` reached ``stage`` for each patent; later ones are no-ops."""
-    if not patent_ids:
+    await record_pairs(
+        session, [(organisation_id, patent_id) for patent_id in dict.fromkeys(patent_ids)], stage, channel
+    )
+
+
+_EVENT_INSERT = text(
+    "INSERT INTO match_events (organisation_id, patent_id, stage, channel, created_at, updated_at) "
+    "SELECT o, p, :stage, :channel, :at, :at FROM unnest(:orgs, :patents) AS t(o, p) "
+    "ON CONFLICT DO NOTHING"
+).bindparams(
+    bindparam("orgs", type_=postgresql.ARRAY(BigInteger)),
+    bindparam("patents", type_=postgresql.ARRAY(BigInteger)),
+    bindparam("at", type_=MatchEvent.__table__.c.created_at.type),
+)
+
+
+async def record_pairs(
+    session: AsyncSession, pairs: Sequence[tuple[int, int]], stage: FunnelStage, channel: Channel
+) -> None:
+    """The first time each (organisation, patent) pair reached ``stage``; a pair that had already
+    keeps its first event. On PostgreSQL one statement over two arrays per 50,000 pairs (a weekly
+    digest writes millions)."""
+    if not pairs:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     at = now_utc()
+    if session.get_bind().dialect.name == "postgresql":
+        values = {"stage": stage.value, "channel": channel.value, "at": at}
+        for start in range(0, len(pairs), 50_000):
+            part = pairs[start : start + 50_000]
+            orgs, patents = [o for o, _ in part], [p for _, p in part]
+            await session.execute(_EVENT_INSERT, {**values, "orgs": orgs, "patents": patents})
+        return
     rows = [
-        {
-            "organisation_id": organisation_id,
-            "patent_id": patent_id,
-            "stage": stage,
-            "channel": channel,
-            "created_at": at,
-            "updated_at": at,
-        }
-        for patent_id in dict.fromkeys(patent_ids)
+        {"organisation_id": o, "patent_id": p, "stage": stage, "channel": channel, "created_at": at, "updated_at": at}
+        for o, p in pairs
     ]
-    await session.execute(dialect.insert(MatchEvent).values(rows).on_conflict_do_nothing())
+    await session.execute(sqlite.insert(MatchEvent.__table__).on_conflict_do_nothing(), rows)
 
 
 # ---------------------------------------------------------------------------------------------
