@@ -21,6 +21,11 @@ def test_compose_runs_postgres_app_and_worker_from_one_image():
         assert env["RUN_WORKER_IN_PROCESS"] == "0"
         assert services[name]["build"] == "."
     assert services["app"]["depends_on"]["db"]["condition"] == "service_healthy"
+    # The memory the benchmarks were measured with (docs/benchmarks.md), and room for parallel query.
+    settings = " ".join(services["db"]["command"])
+    assert "shared_buffers=${POSTGRES_SHARED_BUFFERS:-1GB}" in settings
+    assert "work_mem=${POSTGRES_WORK_MEM:-64MB}" in settings
+    assert services["db"]["shm_size"] == "512mb"
 
 
 def test_readme_opens_with_the_two_commands_and_lists_every_setting():
