@@ -27,9 +27,12 @@ the reasons — for enterprises drawn at random (BENCH_MATCHING_SAMPLE, 300), ea
 the cache and then once timed; then the same again with a covering index created on the benchmark
 database (and dropped after), to show what a migration adding it would buy.
 
-The weekly digest over all enterprises belongs in this module too once the digest is merged; its data
-(offers of the last week, ``digest_enabled``, ``digest_through``) is generated already, but not the
-enterprises' users, whom a digest e-mail would address.
+Each enterprise also has one administrator (``org_admin``, active, confirmed address), whom the weekly
+digest e-mails; all share one precomputed password hash (argon2 for each of 460,000 would take hours).
+A database generated before they were added gets them once, by a top-up (:func:`ensure_users`),
+instead of being generated again; the users table's comment records that they are complete.
+The weekly digest over all these enterprises is ``python -m bench digest`` (bench/digest.py), on a
+copy of this database.
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ from bench.generate import (
     migrate,
 )
 from bench.report import machine
-from marketplace.accounts.models import Organisation
+from marketplace.accounts.models import Organisation, Role, User
+from marketplace.accounts.services import hash_password
 from marketplace.catalogue.models import CatalogueEntry
 from marketplace.catalogue.rules import index_tokens
 from marketplace.db import bulk_insert, make_engine, make_sessionmaker
@@ -169,6 +173,8 @@ LEARNED_TERMS = (
     "新能源汽车", "芯片", "半导体", "集成电路", "传感器", "机器人", "无人机", "人工智能", "深度学习",
     "图像识别", "物联网", "区块链", "疫苗", "中药", "医疗器械", "污水处理", "土壤修复", "3D打印", "数控机床",
 )  # fmt: skip
+#: Written on the users table once the enterprises' administrators are in (generation or top-up).
+USERS_MARK = "bench matching users v1: one org_admin with a confirmed address per enterprise"
 KINDS = ("sign-up only", "industries + keywords", "IPC + keywords")
 KIND_SHARES = (30, 50, 20)
 
@@ -290,6 +296,77 @@ def _profile(rng: random.Random, kind: int, org: dict, now: datetime) -> dict:
 async def _copy(engine: AsyncEngine, table, rows: list[dict]) -> None:
     async with make_sessionmaker(engine)() as session, session.begin():
         await bulk_insert(session, table, rows)
+
+
+def _enterprise_ids() -> range:
+    return range(LICENSORS + 1, LICENSORS + ENTERPRISES + 1)
+
+
+async def _insert_users(engine: AsyncEngine, now: datetime) -> None:
+    """One administrator per generated enterprise (user id = organisation id), in one transaction,
+    after removing any that an interrupted top-up left. The digest e-mails active users with a
+    confirmed address; one password hash serves all (a login is never benchmarked here)."""
+    password_hash = hash_password("bench-password-1")
+    ids = _enterprise_ids()
+    async with make_sessionmaker(engine)() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM users WHERE organisation_id BETWEEN :first AND :last"), {"first": ids[0], "last": ids[-1]}
+        )
+        for start in range(0, len(ids), CHUNK):
+            rows = [
+                {
+                    "id": org_id,
+                    "email": f"admin@e{org_id:07d}.bench.example.cn",
+                    "display_name": f"基准企业管理员{org_id - LICENSORS:06d}",
+                    "password_hash": password_hash,
+                    "organisation_id": org_id,
+                    "role": Role.ORG_ADMIN,
+                    "is_active": True,
+                    "last_login_at": None,
+                    "email_confirmed_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for org_id in ids[start : start + CHUNK]
+            ]
+            await bulk_insert(session, User.__table__, rows)
+            print(f"  {start + len(rows):>9,} / {ENTERPRISES:,} users", end="\r", flush=True)
+        print()
+        await session.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))"))
+
+
+async def _mark_users(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"COMMENT ON TABLE users IS '{USERS_MARK}'"))
+
+
+async def _users_complete(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        comment = await conn.scalar(text("SELECT obj_description('users'::regclass, 'pg_class')"))
+    return comment == USERS_MARK
+
+
+async def ensure_users(url: str) -> float | None:
+    """Add the enterprises' administrators to a database generated before they were part of it
+    (generator v1 did not make them; its 680,000 offers are not generated again for them). The mark
+    is written last, after the statistics, so a top-up that stopped half-way is done again.
+    Returns the seconds it took, or None when they were there already."""
+    engine = _engine(url)
+    try:
+        if await _users_complete(engine):
+            return None
+        started = time.perf_counter()
+        print(f"adding the {ENTERPRISES:,} enterprises' administrators …", flush=True)
+        await _insert_users(engine, datetime.now(UTC).replace(microsecond=0))
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM (ANALYZE) users"))
+        await _mark_users(engine)
+        seconds = time.perf_counter() - started
+        print(f"added in {seconds:.0f} s", flush=True)
+        return seconds
+    finally:
+        await engine.dispose()
 
 
 async def generate(url: str, *, seed: int = 17) -> float:
@@ -445,7 +522,9 @@ async def generate(url: str, *, seed: int = 17) -> float:
         await _copy(engine, Organisation.__table__, orgs)
         await _copy(engine, InterestProfile.__table__, profiles)
         print(f"  {min(start + CHUNK, ENTERPRISES):>9,} / {ENTERPRISES:,} enterprises", end="\r", flush=True)
-    print("\n  building the full-text index …", flush=True)
+    print()
+    await _insert_users(engine, now)
+    print("  building the full-text index …", flush=True)
     await _restore_fulltext(engine)
     async with engine.begin() as conn:
         for table in ("organisations", "patents", "open_licence_offers", "catalogue_entries", "interest_profiles"):
@@ -456,6 +535,7 @@ async def generate(url: str, *, seed: int = 17) -> float:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM (ANALYZE)"))
+        await conn.execute(text(f"COMMENT ON TABLE users IS '{USERS_MARK}'"))
         await conn.execute(text(f"COMMENT ON DATABASE \"{database_name()}\" IS '{completion_mark()}'"))
     await engine.dispose()
     return time.perf_counter() - started
@@ -473,10 +553,12 @@ async def _complete(server_url: str) -> bool:
 
 
 async def prepare(server_url: str) -> tuple[str, float | None]:
-    """The benchmark database's URL, generated unless a complete one of this version and size exists;
-    and the seconds generation took (None when reused)."""
+    """The benchmark database's URL, generated unless a complete one of this version and size exists
+    (which gets the enterprises' users if it lacks them, see :func:`ensure_users`); and the seconds
+    generation took (None when reused)."""
     url = make_url(server_url).set(database=database_name()).render_as_string(hide_password=False)
     if await _complete(server_url):
+        await ensure_users(url)
         return url, None
     admin = create_async_engine(make_url(server_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
@@ -701,16 +783,20 @@ def render(measured: Measured, server: str, generated: float | None) -> str:
     )
 
 
+async def server_description(url: str) -> str:
+    """Which PostgreSQL the figures come from, for the report."""
+    configured = os.environ.get("BENCH_POSTGRES_URL", "").strip()
+    if configured:
+        return (
+            f"PostgreSQL 15 from BENCH_POSTGRES_URL (port {make_url(configured).port}, shared_buffers "
+            f"{await _setting(url, 'shared_buffers')})"
+        )
+    return "PostgreSQL 15, the bench cluster (fsync off, shared_buffers 1 GB)"
+
+
 async def run(server_url: str) -> str:
     url, generated = await prepare(server_url)
-    configured = os.environ.get("BENCH_POSTGRES_URL", "").strip()
-    server = (
-        f"PostgreSQL 15 from BENCH_POSTGRES_URL (port {make_url(configured).port}, shared_buffers "
-        f"{await _setting(url, 'shared_buffers')})"
-        if configured
-        else "PostgreSQL 15, the bench cluster (fsync off, shared_buffers 1 GB)"
-    )
-    return render(await measure(url), server, generated)
+    return render(await measure(url), await server_description(url), generated)
 
 
 async def _setting(url: str, name: str) -> str:

@@ -5,7 +5,8 @@ National-scale catalogue data is generated once per database (SQLite file and Po
 under bench/data/) and reused while its size matches; upload benchmarks use fresh databases.
 Sizes can be lowered for a quick look: BENCH_PATENTS, BENCH_LICENSORS (and see bench/accept.py,
 bench/billing.py, bench/matching.py). ``sweep`` and ``webhooks`` (issue 4) share the "Billing (issue 4)"
-section; ``exports`` is issue 5's, ``matching`` issue 6's.
+section; ``exports`` is issue 5's, ``matching`` and ``digest`` (the weekly digest over the matching
+benchmark's enterprises, on a copy of its database) issue 6's.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench import accept, billing, filings, matching, search, upload
+from bench import accept, billing, digest, filings, matching, search, upload
 from bench.generate import data_dir, generate, generated_count, migrate
 from bench.pgserver import postgres_server
 from bench.report import replace_sections, write
 
 PATENTS = int(os.environ.get("BENCH_PATENTS", "1350000"))
 LICENSORS = int(os.environ.get("BENCH_LICENSORS", "2700"))
-BENCHMARKS = ("search", "upload", "accept", "sweep", "webhooks", "exports", "matching")
+BENCHMARKS = ("search", "upload", "accept", "sweep", "webhooks", "exports", "matching", "digest")
 
 
 async def _fresh_pg_database(server_url: str, name: str) -> str:
@@ -107,6 +108,8 @@ async def _main(selected: set[str]) -> None:
             sections.append(await filings.run(server_url))
         if "matching" in selected:
             sections.append(await matching.run(server_url))
+        if "digest" in selected:
+            sections.append(await digest.run(server_url))
     if selected == set(BENCHMARKS):
         write(sections)
     else:
