@@ -341,7 +341,7 @@ async def _digest_chunk(
         body = _digest_body(template, settings, names[organisation_id], organisation_id, found)
         subject = digest_rules.digest_subject(len(found))
         emails.extend(Email(to, subject, body, f"digest:{organisation_id}:{run.week}:{to}") for to in addresses)
-    run.emails += await queue_emails(session, emails)
+    run.emails += await queue_emails(session, emails, bulk=True)
     events = [(organisation_id, f.offer.patent_id) for organisation_id in written for f in chosen[organisation_id]]
     await services.record_pairs(session, events, FunnelStage.SHOWN, Channel.DIGEST)
     run.events += len(events)
@@ -744,7 +744,7 @@ async def deliver_push(session: AsyncSession, message: OutboxMessage, settings: 
                 base_url=settings.public_base_url,
             )
             emails.extend(Email(to, subject, text_body, f"push:{push.id}:{organisation_id}:{to}") for to in addresses)
-        await queue_emails(session, emails)
+        await queue_emails(session, emails, bulk=True)
         await services.record_pairs(
             session, [(o, entry.patent_id) for o in sorted(written)], FunnelStage.SHOWN, Channel.PUSH
         )

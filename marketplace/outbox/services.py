@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.clock import now_utc
-from marketplace.outbox.models import MailMessage, OutboxMessage
+from marketplace.outbox.models import PRIORITY_BULK, PRIORITY_NORMAL, MailMessage, OutboxMessage
 from marketplace.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,12 @@ async def enqueue(
     await _insert_new(session, [_row(kind, payload, dedupe_key, available_at or now_utc())])
 
 
-def _row(kind: str, payload: dict[str, Any], dedupe_key: str, at: datetime) -> dict[str, Any]:
+def _row(
+    kind: str, payload: dict[str, Any], dedupe_key: str, at: datetime, priority: int = PRIORITY_NORMAL
+) -> dict[str, Any]:
     return {
         "kind": kind,
+        "priority": priority,
         "dedupe_key": dedupe_key,
         "payload": payload,
         "available_at": at,
@@ -159,12 +162,14 @@ class Email:
     dedupe_key: str
 
 
-async def queue_emails(session: AsyncSession, emails: Sequence[Email]) -> int:
-    """:func:`queue_email` for many at once, in one statement per 2,000; returns how many were new."""
+async def queue_emails(session: AsyncSession, emails: Sequence[Email], *, bulk: bool = False) -> int:
+    """:func:`queue_email` for many at once, in one statement per 2,000; returns how many were new.
+    ``bulk``: mail nobody is waiting for (a digest, a push), sent after every other due side effect."""
     at = now_utc()
+    priority = PRIORITY_BULK if bulk else PRIORITY_NORMAL
     rows = {
         f"email:{e.dedupe_key}": _row(
-            "email", {"to": e.to, "subject": e.subject, "body": e.body}, f"email:{e.dedupe_key}", at
+            "email", {"to": e.to, "subject": e.subject, "body": e.body}, f"email:{e.dedupe_key}", at, priority
         )
         for e in emails
     }
@@ -204,13 +209,14 @@ def _smtp_send(settings: Settings, email: EmailMessage) -> None:
 
 
 async def drain_once(sessionmaker: async_sessionmaker, settings: Settings, *, limit: int = 50) -> int:
-    """Process the messages that are due. Returns how many were processed successfully."""
+    """Process the messages that are due, by priority and then in order (see ``PRIORITY_BULK``).
+    Returns how many were processed successfully."""
     async with sessionmaker() as session:
         ids = list(
             await session.scalars(
                 select(OutboxMessage.id)
                 .where(OutboxMessage.processed_at.is_(None), OutboxMessage.available_at <= now_utc())
-                .order_by(OutboxMessage.id)
+                .order_by(OutboxMessage.priority, OutboxMessage.id)
                 .limit(limit)
             )
         )

@@ -22,8 +22,8 @@ from marketplace.licensing import services as licensing
 from marketplace.matching import digest_rules, push
 from marketplace.matching.models import InboxMessage
 from marketplace.offers.models import PaymentMode
-from marketplace.outbox.models import MailMessage
-from marketplace.outbox.services import _BATCH_JOBS
+from marketplace.outbox.models import PRIORITY_BULK, PRIORITY_NORMAL, MailMessage, OutboxMessage
+from marketplace.outbox.services import _BATCH_JOBS, drain_once, queue_email
 from tests.catalogue_factories import make_licensor, publish_offer
 from tests.evaluation_factories import ROLES, make_expert
 from tests.factories import PASSWORD, add_member, api_token, bearer, csrf_headers, delivered_mail, login, make_account
@@ -358,6 +358,33 @@ async def test_the_worker_runs_the_digest_once_per_week_from_monday_morning(db, 
     # Later passes of the worker in the same week do nothing; the next week runs again.
     assert await push.run_weekly_digest(sessionmaker, settings, at=morning + timedelta(hours=30)) is None
     assert await push.run_weekly_digest(sessionmaker, settings, at=morning + timedelta(days=7)) is not None
+
+
+async def test_the_digests_mail_waits_behind_side_effects_queued_after_it(db, sessionmaker, settings):
+    """A week's digest queues hundreds of thousands of e-mails; a contract's or a user's mail queued
+    a moment later must not wait for all of them."""
+    import marketplace.billing.sweep  # noqa: F401  (the worker's handlers, for the contract the world accepts)
+
+    _, people, _ = await _world(db)
+    await delivered_mail(db, sessionmaker, settings)  # what the world's set-up queued
+    run = await push.run_digest(sessionmaker, settings, at=T)
+    assert run.emails >= 3
+    await queue_email(db, to="urgent@example.cn", subject="付款通知书", body="请于30日内付款。", dedupe_key="urgent")
+    await db.commit()
+    pending = select(OutboxMessage.dedupe_key, OutboxMessage.priority).where(OutboxMessage.processed_at.is_(None))
+    priorities = dict((await db.execute(pending)).all())
+    assert priorities.pop("email:urgent") == PRIORITY_NORMAL
+    assert len(priorities) == run.emails and set(priorities.values()) == {PRIORITY_BULK}
+
+    assert await drain_once(sessionmaker, settings, limit=1) == 1
+    first = await db.scalar(select(MailMessage).order_by(MailMessage.id.desc()).limit(1))
+    assert (first.to_address, first.subject) == ("urgent@example.cn", "付款通知书")
+    # The digest's mail follows.
+    sent = await delivered_mail(db, sessionmaker, settings)
+    digest_mail = [m for m in sent if m.subject.startswith("每周推荐")]
+    assert len(digest_mail) == run.emails
+    assert min(m.id for m in digest_mail) > first.id
+    assert people["battery"].user.email in {m.to_address for m in digest_mail}
 
 
 async def test_no_new_offers_no_messages(db, sessionmaker, settings):
