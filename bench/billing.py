@@ -60,7 +60,7 @@ from stdnum.cn import uscc as stdnum_uscc
 
 import marketplace.models  # noqa: F401  (every mapped class, so relationships resolve)
 from bench.accept import DIVISIONS, _children, _cpu_seconds, _migrate, _recreate, app_server, wait_ready
-from bench.report import DOC, _split, machine
+from bench.report import DOC, _split, machine, rss_kb
 from marketplace.accounts.models import EnterpriseSize, Organisation, OrganisationKind, VerificationStatus
 from marketplace.accounts.services import hash_password
 from marketplace.billing import rules as billing_rules
@@ -903,13 +903,6 @@ def _statement_key(statement: str) -> str:
     return key
 
 
-def _rss_kb(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def _proc_cpu(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -956,13 +949,13 @@ async def _sweep_worker(url: str, on: date, label: str, profile_path: str | None
                 return await original(*args, **kwargs)
             finally:
                 phases[name.strip("_")] = phases.get(name.strip("_"), 0.0) + time.perf_counter() - begun
-                phase_peaks[name.strip("_")] = _rss_kb("VmHWM")
+                phase_peaks[name.strip("_")] = rss_kb("VmHWM")
 
         setattr(sweep, name, wrapper)
 
     for name in ("_issue_due", "_mark_overdue", "_defaults", "_report_reminders"):
         timed(name)
-    rss_before = _rss_kb("VmRSS")
+    rss_before = rss_kb("VmRSS")
     cpu_before = time.process_time()
     error = None
     result = None
@@ -1003,7 +996,7 @@ async def _sweep_worker(url: str, on: date, label: str, profile_path: str | None
         "cpu_seconds": cpu,
         "pg_cpu_seconds": pg_cpu,
         "rss_before_kb": rss_before,
-        "peak_rss_kb": _rss_kb("VmHWM"),
+        "peak_rss_kb": rss_kb("VmHWM"),
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "phases": phases,
         "phase_peaks_kb": phase_peaks,

@@ -33,7 +33,6 @@ import time
 import traceback
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -42,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.report import machine
+from bench.report import load_average, machine, rss_kb
 from marketplace.clock import BUSINESS_TZ
 from marketplace.matching import digest_rules, push
 from marketplace.settings import PROJECT_ROOT
@@ -66,13 +65,6 @@ TABLES = ("inbox_messages", "outbox_messages", "match_events")
 
 def copy_name(source: str) -> str:
     return f"{source}_digest"
-
-
-def _rss_kb(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def monday_morning(after: datetime) -> datetime:
@@ -113,7 +105,7 @@ async def _digest_worker(url: str, at: datetime) -> dict[str, Any]:
         started = time.perf_counter()
         index = await load_new_offers(*args, **kwargs)
         timings["load_seconds"] = time.perf_counter() - started
-        timings["rss_after_load_kb"] = _rss_kb("VmRSS")
+        timings["rss_after_load_kb"] = rss_kb("VmRSS")
         return index
 
     async def timed_chunk(*args: Any, **kwargs: Any) -> None:
@@ -122,7 +114,7 @@ async def _digest_worker(url: str, at: datetime) -> dict[str, Any]:
         timings["chunks"].append(time.perf_counter() - started)
 
     push.load_new_offers, push._digest_chunk = timed_load, timed_chunk  # type: ignore[assignment]
-    rss_before = _rss_kb("VmRSS")
+    rss_before = rss_kb("VmRSS")
     error = None
     run = None
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -133,7 +125,7 @@ async def _digest_worker(url: str, at: datetime) -> dict[str, Any]:
         error = traceback.format_exc()
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
-    peak = _rss_kb("VmHWM")
+    peak = rss_kb("VmHWM")
     pushes = await _push_scans(sessionmaker, at) if error is None else []
     sending = await _send_sample(sessionmaker, settings) if error is None else {}
     await engine.dispose()
@@ -320,11 +312,6 @@ async def _counts(url: str, at: datetime) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
-
-
 def _mib(kb: float) -> str:
     return f"{kb / 1024:,.0f} MiB"
 
@@ -456,9 +443,9 @@ async def run(server_url: str) -> str:
         moved = await _move_recent_offers(url, generated_at, at)
         before = await _counts(url, at)
         print(f"digest at {_local(at)} Asia/Shanghai over {moved:,} new offers …", flush=True)
-        load_before = _load()
+        load_before = load_average()
         report = await _run_process(url, at)
-        load_after = _load()
+        load_after = load_average()
         after = await _counts(url, at)
     finally:
         await _admin(server_url, f'DROP DATABASE IF EXISTS "{copy_name(name)}" WITH (FORCE)')

@@ -36,8 +36,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench.accept import _migrate, _recreate
-from bench.billing import SWEEP_MIX, _dsn, _pg_where, _rss_kb, seed
-from bench.report import machine
+from bench.billing import SWEEP_MIX, _dsn, _pg_where, seed
+from bench.report import machine, rss_kb
 from marketplace.clock import today
 from marketplace.db import make_engine, make_sessionmaker
 from marketplace.settings import PROJECT_ROOT, load_settings
@@ -108,7 +108,7 @@ async def _refresh_worker(url: str) -> dict[str, Any]:
         result = await filings.refresh(session, settings)
     seconds = time.perf_counter() - started
     await engine.dispose()
-    return {"seconds": seconds, "peak_rss_kb": _rss_kb("VmHWM"), "result": vars(result)}
+    return {"seconds": seconds, "peak_rss_kb": rss_kb("VmHWM"), "result": vars(result)}
 
 
 async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, Any]:
@@ -129,7 +129,7 @@ async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, 
     settings = replace(load_settings(), database_url=url)
     engine = make_engine(settings)
     sessionmaker = make_sessionmaker(engine)
-    rss_before = _rss_kb("VmRSS")
+    rss_before = rss_kb("VmRSS")
     error = None
     created = rendered = 0.0
     batch_id = None
@@ -148,7 +148,7 @@ async def _export_worker(url: str, file_format: str, user_id: int) -> dict[str, 
         rendered = time.perf_counter() - started
     except Exception:
         error = traceback.format_exc()
-    peak = _rss_kb("VmHWM")
+    peak = rss_kb("VmHWM")
     report: dict[str, Any] = {
         "format": file_format,
         "create_seconds": created,

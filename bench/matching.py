@@ -60,7 +60,7 @@ from bench.generate import (
     _uscc,
     migrate,
 )
-from bench.report import machine
+from bench.report import load_average, machine
 from marketplace.accounts.models import Organisation, Role, User
 from marketplace.accounts.services import hash_password
 from marketplace.catalogue.models import CatalogueEntry
@@ -542,7 +542,9 @@ async def generate(url: str, *, seed: int = 17) -> float:
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM (ANALYZE)"))
-        await conn.execute(text(f"COMMENT ON TABLE users IS '{USERS_MARK}'"))
+    await _mark_users(engine)
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text(f"COMMENT ON DATABASE \"{database_name()}\" IS '{completion_mark()}'"))
     await engine.dispose()
     return time.perf_counter() - started
@@ -679,13 +681,13 @@ async def measure(url: str) -> Measured:
     engine = _engine(url)
     samples = await _samples(engine, random.Random(5))
     try:
-        load_before = _load()
+        load_before = load_average()
         await _time(engine, samples, covered=False)
-        load_after = _load()
+        load_after = load_average()
         await _maintenance(engine, COVERING_INDEX, "VACUUM (ANALYZE) catalogue_entries")
         try:
             await _time(engine, samples, covered=True)
-            load_covered = _load()
+            load_covered = load_average()
         finally:
             await _maintenance(engine, "DROP INDEX bench_matching_covering")
         for sample in samples:
@@ -693,11 +695,6 @@ async def measure(url: str) -> Measured:
     finally:
         await engine.dispose()
     return Measured(samples, load_before, load_after, load_covered)
-
-
-def _load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def _row(label: str, group: list[Sample]) -> str:

@@ -43,6 +43,20 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for a report (the 2 cores are shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def rss_kb(field_name: str) -> int:
+    """A memory figure of this process from /proc (``VmRSS`` now, ``VmHWM`` its peak), in kB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def write(sections: list[str]) -> None:
     header = (
         "# Benchmarks\n\n"
