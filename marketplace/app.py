@@ -21,6 +21,7 @@ import marketplace.billing.sweep  # registers the billing sweep with the worker
 import marketplace.evaluations.tiers  # registers the daily tiering with the worker
 import marketplace.filings.services  # registers the filings refresh with the worker
 import marketplace.matching.inventory  # registers the stock-patent sync with the worker
+import marketplace.matching.lists  # registers the stored lists' computation with the worker
 import marketplace.matching.push  # noqa: F401  (registers the weekly digest and push delivery)
 from marketplace.accounts.controllers import ROUTES as ACCOUNT_ROUTES
 from marketplace.accounts.models import WebSession

@@ -77,6 +77,7 @@ def worker() -> None:
     import marketplace.filings.exports  # the export renderer and the hourly filings refresh
     import marketplace.licensing.services  # its periodic jobs
     import marketplace.matching.inventory  # the stock-patent sync
+    import marketplace.matching.lists  # the stored recommendation lists
     import marketplace.matching.push  # noqa: F401  (the weekly digest and the push delivery)
     from marketplace.db import make_engine, make_sessionmaker
     from marketplace.outbox.services import run_worker

@@ -36,6 +36,7 @@ from marketplace.matching.models import (
     InventoryInterest,
     MatchEvent,
     OfferPush,
+    RecommendationList,
 )
 from marketplace.offers.models import OpenLicenceOffer
 from marketplace.outbox.models import MailMessage, OutboxMessage
@@ -72,6 +73,7 @@ __all__ = [
     "PatentTier",
     "Payment",
     "PaymentObligation",
+    "RecommendationList",
     "Refund",
     "RoyaltyReport",
     "StoredFile",

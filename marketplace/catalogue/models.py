@@ -36,6 +36,8 @@ class CatalogueEntry(Base):
         Index("ix_catalogue_ipc_section", "ipc_section"),
         # Matching picks candidates by the IPC subclass its concordance maps to industries.
         Index("ix_catalogue_ipc_subclass", "ipc_subclass"),
+        # A stored recommendation list scores only the rows changed since it was made.
+        Index("ix_catalogue_updated", "updated_at"),
     )
 
     offer_id: Mapped[int] = mapped_column(ForeignKey("open_licence_offers.id", ondelete="CASCADE"), unique=True)

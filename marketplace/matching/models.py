@@ -170,3 +170,23 @@ class InventoryInterest(Base):
     patent_id: Mapped[int] = mapped_column(ForeignKey("patents.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class RecommendationList(Base):
+    """An enterprise's best published offers, kept between visits (see ``matching.list_rules``):
+    a visit scores only the catalogue rows changed since ``fresh_through``."""
+
+    __tablename__ = "recommendation_lists"
+
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), unique=True)
+    #: ``list_rules.fingerprint`` of the profile (and ranking) the list was made for.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    #: ``[[catalogue row id, patent id, points, published µs]]``, best first.
+    entries: Mapped[list[list[int]]] = mapped_column(JsonB, default=list)
+    #: The key (points, published µs, id) every unlisted, unchanged row ranks below; null when the
+    #: list holds every candidate.
+    boundary: Mapped[list[int] | None] = mapped_column(JsonB)
+    #: Catalogue rows changed after this instant were not seen by the list.
+    fresh_through: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    #: The patents the enterprise held a live licence for (left out of the list then).
+    excluded_patent_ids: Mapped[list[int]] = mapped_column(JsonB, default=list)

@@ -37,7 +37,7 @@ from marketplace.catalogue.models import CatalogueEntry
 from marketplace.clock import now_utc
 from marketplace.db import ids_in
 from marketplace.errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
-from marketplace.licensing.models import ContractStatus, LicenceContract
+from marketplace.licensing.models import LicenceContract
 from marketplace.matching import digest_rules, rules, services
 from marketplace.matching.digest_rules import Exclusions, Found, NewOffer, OfferIndex
 from marketplace.matching.models import (
@@ -66,7 +66,6 @@ DIGEST_ENTITY = "weekly_digest"
 _ENTRIES = CatalogueEntry.__table__
 _PROFILES = InterestProfile.__table__
 _ORGS = Organisation.__table__
-_LIVE = (ContractStatus.AWAITING_PAYMENT, ContractStatus.ACTIVE)
 
 # Emails are plain text, rendered from templates/matching/*.txt.j2 outside any request.
 _TEXT = Environment(loader=FileSystemLoader(PROJECT_ROOT / "templates"), autoescape=False)
@@ -128,7 +127,7 @@ async def _live_licences(session: AsyncSession, first: int, last: int) -> dict[i
     """Patents each licensee between ``first`` and ``last`` (organisation ids) holds a live licence of."""
     rows = await session.execute(
         select(LicenceContract.licensee_organisation_id, LicenceContract.patent_id).where(
-            LicenceContract.licensee_organisation_id.between(first, last), LicenceContract.status.in_(_LIVE)
+            LicenceContract.licensee_organisation_id.between(first, last), LicenceContract.status.in_(services.LIVE)
         )
     )
     held: dict[int, set[int]] = {}
@@ -666,7 +665,7 @@ async def push_recipients(
     licensed = set(
         await session.scalars(
             select(LicenceContract.licensee_organisation_id).where(
-                LicenceContract.patent_id == entry.patent_id, LicenceContract.status.in_(_LIVE)
+                LicenceContract.patent_id == entry.patent_id, LicenceContract.status.in_(services.LIVE)
             )
         )
     )

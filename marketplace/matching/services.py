@@ -10,10 +10,11 @@ leave the database. Their reasons are then computed by ``rules.score`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import (
     BigInteger,
@@ -47,18 +48,22 @@ from marketplace.catalogue.models import CatalogueEntry
 from marketplace.clock import now_utc
 from marketplace.errors import Forbidden, ValidationFailed
 from marketplace.licensing.models import ContractStatus, LicenceContract
-from marketplace.matching import rules
+from marketplace.matching import list_rules, rules
 from marketplace.matching.models import Channel, FunnelStage, InterestProfile, InventoryEntry, MatchEvent
 from marketplace.offers.models import PaymentMode
+from marketplace.outbox.services import add_side_effect
 from marketplace.patents.models import PatentType
 
 _ENTRIES = CatalogueEntry.__table__
 MAX_RECOMMENDATIONS = 50
 DEFAULT_RECOMMENDATIONS = 20
+#: The outbox message that computes an enterprise's stored list after its profile changed (matching.lists).
+WARM_LIST = "matching.warm_list"
 #: Weights of what an enterprise does, for the learned part of its profile.
 VIEW_WEIGHT = 1
 EVALUATION_WEIGHT = 3
-_LIVE = (ContractStatus.AWAITING_PAYMENT, ContractStatus.ACTIVE)
+#: Contract states in which the licensee holds the licence (its patent is not recommended to it).
+LIVE = (ContractStatus.AWAITING_PAYMENT, ContractStatus.ACTIVE)
 
 
 def matching_refusal(principal: Principal | None) -> str | None:
@@ -163,6 +168,7 @@ async def update_profile(
     changes = {name: {"from": before[name], "to": value} for name, value in values.items() if before[name] != value}
     if not changes:
         return profile
+    ranked_for = list_rules.fingerprint(as_rules(profile))
     if "digest_enabled" in changes and digest_enabled:
         # As in set_digest: a returning subscriber gets what is new from now on, not a backlog.
         profile.digest_through = now_utc()
@@ -171,6 +177,7 @@ async def update_profile(
     profile.edited_at = now_utc()
     profile.edited_by_user_id = actor.user_id
     await session.flush()
+    warm_if_changed(session, profile, ranked_for)
     await record(
         session,
         entity_type="interest_profile",
@@ -236,12 +243,27 @@ async def learn_from_patent(session: AsyncSession, principal: Principal | None, 
     if row is None:
         return
     profile = await profile_for(session, principal.organisation_id)
+    ranked_for = list_rules.fingerprint(as_rules(profile))
     if row.ipc_subclass:
         profile.learned_ipc = rules.learn(profile.learned_ipc or {}, [row.ipc_subclass], weight)
     terms = rules.domain_terms(row.title)
     if terms:
         profile.learned_keywords = rules.learn(profile.learned_keywords or {}, terms, weight)
     await session.flush()
+    warm_if_changed(session, profile, ranked_for)
+
+
+def warm_if_changed(session: AsyncSession, profile: InterestProfile, ranked_for: str) -> None:
+    """Queue the computation of the enterprise's stored list when what it is ranked for changed
+    (a learned count that does not change the top terms does not), so its next visit is quick."""
+    fingerprint = list_rules.fingerprint(as_rules(profile))
+    if fingerprint != ranked_for and not as_rules(profile).is_empty:
+        add_side_effect(
+            session,
+            kind=WARM_LIST,
+            payload={"organisation_id": profile.organisation_id},
+            key=f"{profile.organisation_id}:{fingerprint}:{uuid4().hex}",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -491,18 +513,24 @@ def ranking_query(
     profile: rules.Profile,
     organisation_id: int,
     *,
-    limit: int,
+    limit: int | None,
     weights: rules.Weights = rules.WEIGHTS,
     source: Source = CATALOGUE,
     pruned: bool = False,
     part: str = "all",
     at_least: int | None = None,
+    changed_since: datetime | None = None,
+    also_patents: Collection[int] = (),
+    keys_only: bool = False,
 ) -> Select | None:
     """The best ``limit`` rows of ``source`` for ``profile`` with their total points; None when the
     profile has no relevance signal (then nothing is relevant). ``pruned``: only among the rows
     :func:`pruning_bound` does not bound (points are computed the same way). ``part``: ``keywords``
     ranks only the rows a keyword finds; ``codes`` only the rows the IPC codes select, with no
-    keyword points and only those with ``at_least`` points (see :func:`rank`).
+    keyword points and only those with ``at_least`` points (see :func:`rank`). ``changed_since``:
+    only the rows changed after that instant, or whose patent is in ``also_patents`` (a stored list
+    brought up to date, see ``matching.lists``); ``keys_only``: each row's id, patent id, publication
+    instant and points, not the whole row.
 
     Every candidate's points are computed once from its own columns, in two passes: the rows a
     keyword finds (the full-text index, keyword points added up per row in a CTE that carries the
@@ -518,6 +546,12 @@ def ranking_query(
         coded = None
     if coded is None and not branches:
         return None
+    if changed_since is not None:
+        changed = c.updated_at > changed_since
+        if also_patents:
+            changed = or_(changed, c.patent_id.in_(sorted(also_patents)))
+        branches = [branch.where(changed) for branch in branches]
+        coded = and_(coded, changed) if coded is not None else None
 
     def newest(cols: Any) -> ColumnElement[Any]:
         return (cols.published_at if source.has_terms else cols.expiry_date).label("newest")
@@ -529,12 +563,14 @@ def ranking_query(
             total = total + keyword_points
         # NOT IN an uncorrelated list: one hashed lookup per row, not a probe of the contracts.
         licensed = select(LicenceContract.patent_id).where(
-            LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(_LIVE)
+            LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(LIVE)
         )
         eligible = and_(cols.licensor_organisation_id != organisation_id, cols.patent_id.not_in(licensed))
         if at_least is not None:
             eligible = and_(eligible, total >= at_least)
-        return select(cols.id.label("id"), newest(cols), total.label("total")).where(eligible, where)
+        return select(cols.id.label("id"), cols.patent_id.label("patent_id"), newest(cols), total.label("total")).where(
+            eligible, where
+        )
 
     passes = []
     words = None
@@ -554,12 +590,10 @@ def ranking_query(
         where = coded if words is None else and_(coded, ~exists().where(words.c.id == c.id))
         passes.append(scored(c, None, where))
     candidates = (union_all(*passes) if len(passes) > 1 else passes[0]).subquery("candidates")
-    best = (
-        select(candidates)
-        .order_by(candidates.c.total.desc(), candidates.c.newest.desc(), candidates.c.id.desc())
-        .limit(limit)
-        .subquery("best")
-    )
+    order = (candidates.c.total.desc(), candidates.c.newest.desc(), candidates.c.id.desc())
+    if keys_only:
+        return select(candidates).order_by(*order).limit(limit)
+    best = select(candidates).order_by(*order).limit(limit).subquery("best")
     return (
         select(source.table, best.c.total)
         .join(best, best.c.id == c.id)
@@ -602,21 +636,32 @@ def recommendation_of(row: Any, match: rules.Match) -> Recommendation:
 async def rank(
     session: AsyncSession, profile: rules.Profile, organisation_id: int, *, limit: int = DEFAULT_RECOMMENDATIONS
 ) -> list[Recommendation]:
-    """The best published offers for ``profile``, each with the reasons for its points."""
+    """The best published offers for ``profile``, each with the reasons for its points, ranked over
+    the whole catalogue (the recommendations page keeps the result: ``matching.lists``)."""
+    rows = await ranked_rows(session, profile, organisation_id, limit=limit)
+    return [recommendation_of(row, rules.score(profile, item_of(row))) for row in rows]
+
+
+async def ranked_rows(session: AsyncSession, profile: rules.Profile, organisation_id: int, *, limit: int) -> list[Any]:
+    """The best ``limit`` catalogue rows for ``profile``, best first, each with its ``total``."""
     dialect = session.get_bind().dialect.name
     query = ranking_query(dialect, profile, organisation_id, limit=limit)
     if query is None:
         return []
-    if dialect == "postgresql":
-        # A broad profile's plan passes jit_above_cost, and compiling it (20–90 ms) costs more than
-        # the scan it would speed up; LOCAL ends with the caller's transaction.
-        await session.execute(text("SET LOCAL jit = off"))
+    await no_jit(session)
     rows = await keywords_first(session, dialect, profile, organisation_id, limit)
     if rows is None:
         rows = await pruned_rows(session, dialect, profile, organisation_id, limit)
     if rows is None:
         rows = list(await session.execute(query))
-    return [recommendation_of(row, rules.score(profile, item_of(row))) for row in rows]
+    return rows
+
+
+async def no_jit(session: AsyncSession) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # A broad profile's plan passes jit_above_cost, and compiling it (20–90 ms) costs more than
+        # the scan it would speed up; LOCAL ends with the caller's transaction.
+        await session.execute(text("SET LOCAL jit = off"))
 
 
 async def keywords_first(
@@ -663,7 +708,9 @@ async def recommendations(
     if not 1 <= limit <= MAX_RECOMMENDATIONS:
         raise ValidationFailed.single("limit", f"条数应在 1 到 {MAX_RECOMMENDATIONS} 之间", "out_of_range")
     profile = await profile_for(session, principal.organisation_id)
-    items = await rank(session, as_rules(profile), principal.organisation_id, limit=limit)
+    from marketplace.matching import lists  # lists ranks through this module
+
+    items = await lists.served(session, as_rules(profile), principal.organisation_id, limit=limit)
     await record_events(
         session, principal.organisation_id, [item.patent_id for item in items], FunnelStage.SHOWN, channel
     )

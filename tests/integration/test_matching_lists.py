@@ -1,0 +1,205 @@
+"""Stored recommendation lists (``matching.lists``), on SQLite and PostgreSQL: after offers are
+published, withdrawn, re-tiered and re-priced, and licences are taken and end, the list brought up
+to date shows exactly what ranking the whole catalogue shows, mostly without ranking it again; a
+profile edit computes the list in the worker; the API serves what changed since the last visit."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import selectinload
+
+from marketplace.accounts.models import OrganisationKind
+from marketplace.accounts.services import principal_for
+from marketplace.catalogue.models import CatalogueEntry
+from marketplace.catalogue.services import remove_entry, upsert_entry
+from marketplace.evaluations.tiering import Tier
+from marketplace.licensing import services as licensing
+from marketplace.licensing.models import ContractStatus, LicenceContract
+from marketplace.matching import list_rules, lists, rules, services
+from marketplace.matching.models import RecommendationList
+from marketplace.offers.models import OpenLicenceOffer, PaymentMode
+from marketplace.outbox.models import OutboxMessage
+from tests.catalogue_factories import make_licensor, publish_offer
+from tests.factories import api_token, bearer, delivered_mail, make_account
+from tests.licensing_factories import notice_form
+
+TITLES = (
+    "石墨烯复合负极材料",
+    "锂电池热管理装置",
+    "石墨烯导热薄膜",
+    "污水处理系统",
+    "锂电池隔膜涂层",
+    "电池包散热结构",
+)
+IPC = ("H01M 4/36", "H01M 10/613", "C02F 9/00", None, "H01L 23/373")
+MODES = (PaymentMode.LUMP_SUM, PaymentMode.FREE, PaymentMode.PAY_AFTER_USE, PaymentMode.ROYALTY)
+PROFILE = rules.Profile(
+    keywords=("石墨烯", "锂电池"), ipc_codes=("H01M",), provinces=("33",), max_upfront_fen=3_000_000
+)
+SHOWN, SIZE = 4, 6
+
+
+async def _offer(db, rng: random.Random, licensors: list) -> OpenLicenceOffer:
+    return await publish_offer(
+        db,
+        rng.choice(licensors),
+        f"一种{rng.choice(TITLES)}",
+        f"本发明涉及{rng.choice(TITLES)}。",
+        ipc_main=rng.choice(IPC),
+        mode=rng.choice(MODES),
+        amount_fen=rng.choice((1_000_000, 5_000_000)),
+        filing_date=date(2017 + rng.randrange(6), 3, 1),
+    )
+
+
+async def _full_ranking(db, organisation_id: int) -> list[tuple[int, int]]:
+    rows = await services.ranked_rows(db, PROFILE, organisation_id, limit=SHOWN)
+    return [(row.id, row.total) for row in rows]
+
+
+async def test_a_stored_list_stays_exact_through_catalogue_and_licence_changes(db, monkeypatch):
+    # Only rows changed after the list was made are scored again (no settling time in a test).
+    monkeypatch.setattr(list_rules, "SETTLE", timedelta(0))
+    rng = random.Random(11)
+    licensors = [
+        await make_licensor(db, "浙江列表测试大学", division_code="330106"),
+        await make_licensor(db, "北京列表测试研究院", division_code="110108", kind=OrganisationKind.INSTITUTE),
+    ]
+    offers = [await _offer(db, rng, licensors) for _ in range(18)]
+    buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    organisation_id = buyer.organisation.id
+    full_rankings = 0
+    ranked_rows = services.ranked_rows
+
+    async def counted(*args, **kwargs):
+        nonlocal full_rankings
+        full_rankings += 1
+        return await ranked_rows(*args, **kwargs)
+
+    monkeypatch.setattr(services, "ranked_rows", counted)
+    held: list[LicenceContract] = []
+    done: Counter[str] = Counter()
+    rounds = 20
+    for round_ in range(rounds):
+        served = await lists.up_to_date(db, PROFILE, organisation_id, limit=SHOWN, size=SIZE)
+        await db.commit()
+        expected = await ranked_rows(db, PROFILE, organisation_id, limit=SHOWN)
+        assert [(e.id, e.total) for e in served.entries[:SHOWN]] == [(r.id, r.total) for r in expected], round_
+        await db.commit()
+        for _ in range(rng.randint(1, 3)):
+            shown = {row.id for row in expected}
+            done[await _change(db, rng, offers, licensors, buyer, held, shown)] += 1
+    assert set(done) >= {"publish", "withdraw", "retier", "reprice", "retitle", "licence", "licence_ends"}, done
+    # Most visits only scored the rows that changed since the one before.
+    assert full_rankings <= rounds // 2, full_rankings
+
+
+async def _offer_of(db, offer_id: int) -> OpenLicenceOffer:
+    options = [selectinload(OpenLicenceOffer.patent), selectinload(OpenLicenceOffer.licensor)]
+    return await db.get(OpenLicenceOffer, offer_id, options=options)
+
+
+async def _change(db, rng: random.Random, offers: list, licensors: list, buyer, held: list, shown: set[int]) -> str:
+    """One change to the catalogue or to the enterprise's licences; returns which. A licence and a
+    new text take one of the rows shown last (elsewhere they seldom change what is shown)."""
+    entries = list(await db.scalars(select(CatalogueEntry)))
+    kind = rng.choice(("publish", "withdraw", "retier", "reprice", "retitle", "licence", "licence_ends"))
+    if kind in ("licence", "retitle"):
+        entries = [entry for entry in entries if entry.id in shown] or entries
+    entry = rng.choice(entries)
+    if kind == "publish":
+        offers.append(await _offer(db, rng, licensors))
+    elif kind == "withdraw":
+        await remove_entry(db, entry.offer_id)
+    elif kind == "retier":
+        # As the tiering writes the catalogue's copy (evaluations.tiers): a Core UPDATE.
+        tier = rng.choice((Tier.HIGH_VALUE, Tier.GENERAL, Tier.LOW))
+        await db.execute(update(CatalogueEntry).where(CatalogueEntry.id == entry.id).values(tier=tier))
+    elif kind == "retitle":
+        # The patent's text and IPC corrected: no longer relevant to the profile at all.
+        offer = await _offer_of(db, entry.offer_id)
+        patent = offer.patent
+        patent.title, patent.abstract, patent.ipc_main = "一种污水处理系统", "生物膜反应器。", "C02F 9/00"
+        await upsert_entry(db, offer)
+    elif kind == "reprice":
+        offer = await _offer_of(db, entry.offer_id)
+        offer.upfront_cost_fen = rng.choice((0, 1_000_000, 9_000_000))
+        await upsert_entry(db, offer)
+    elif kind == "licence":
+        # A licence on a catalogue offer, by written notice: its row is not written, yet the
+        # enterprise must no longer be shown it (and must again once the licence ends).
+        contract, _ = await licensing.accept(
+            db,
+            actor=principal_for(buyer.user),
+            offer_id=entry.offer_id,
+            values=notice_form(),
+            client=licensing.ClientInfo(),
+        )
+        held.append(contract)
+    elif kind == "licence_ends" and held:
+        contract = await db.get(LicenceContract, held.pop(rng.randrange(len(held))).id)
+        contract.status = ContractStatus.ENDED
+    else:
+        return "nothing"
+    await db.commit()
+    return kind
+
+
+def _profile_body(**overrides) -> dict:
+    body = {"industries": [], "keywords": ["石墨烯"], "ipc_codes": [], "province_codes": [], "max_upfront_fen": None}
+    return body | {"prefers_pay_after_use": False, "digest_enabled": True, "push_enabled": True} | overrides
+
+
+async def test_a_profile_edit_computes_the_list_in_the_worker(client, db, sessionmaker, settings):
+    licensor = await make_licensor(db, "浙江预算测试大学", division_code="330106")
+    await publish_offer(db, licensor, "一种石墨烯导热薄膜", ipc_main="H01L 23/373")
+    buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    headers = bearer(await api_token(db, buyer))
+    body = _profile_body(ipc_codes=[])
+    assert (await client.put("/api/v1/profile", json=body, headers=headers)).status_code == 200
+    queued = await db.scalar(select(OutboxMessage).where(OutboxMessage.kind == services.WARM_LIST))
+    assert queued is not None and queued.payload == {"organisation_id": buyer.organisation.id}
+    await delivered_mail(db, sessionmaker, settings)
+    stored = await db.scalar(
+        select(RecommendationList).where(RecommendationList.organisation_id == buyer.organisation.id)
+    )
+    profile = await services.profile_for(db, buyer.organisation.id)
+    assert stored is not None and stored.fingerprint == list_rules.fingerprint(services.as_rules(profile))
+    assert len(stored.entries) == 1 and stored.boundary is None
+    # Saving the same profile again changes nothing, and queues nothing.
+    assert (await client.put("/api/v1/profile", json=body, headers=headers)).status_code == 200
+    warm = select(OutboxMessage).where(OutboxMessage.kind == services.WARM_LIST)
+    assert len((await db.scalars(warm)).all()) == 1
+
+
+async def test_the_api_shows_what_changed_since_the_last_visit(client, db):
+    licensor = await make_licensor(db, "浙江接口测试大学", division_code="330106")
+    first = await publish_offer(db, licensor, "一种石墨烯复合负极材料", ipc_main="H01M 4/36")
+    second = await publish_offer(db, licensor, "一种石墨烯导热薄膜", ipc_main="H01L 23/373")
+    buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    headers = bearer(await api_token(db, buyer))
+    body = _profile_body(ipc_codes=["H01M"])
+    assert (await client.put("/api/v1/profile", json=body, headers=headers)).status_code == 200
+
+    async def shown() -> list[int]:
+        response = await client.get("/api/v1/recommendations", headers=headers)
+        assert response.status_code == 200
+        return [item["offer_id"] for item in response.json()["items"]]
+
+    assert await shown() == [first.id, second.id]
+    newest = await publish_offer(db, licensor, "一种石墨烯锂电池负极", ipc_main="H01M 4/36", mode=PaymentMode.FREE)
+    assert await shown() == [newest.id, first.id, second.id]
+    await remove_entry(db, first.id)
+    await db.commit()
+    assert await shown() == [newest.id, second.id]
+    stored = await db.scalar(
+        select(RecommendationList).where(RecommendationList.organisation_id == buyer.organisation.id)
+    )
+    assert [values[0] for values in stored.entries] == [
+        (await db.scalar(select(CatalogueEntry.id).where(CatalogueEntry.offer_id == offer_id)))
+        for offer_id in (newest.id, second.id)
+    ]
