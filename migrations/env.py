@@ -10,8 +10,8 @@ from sqlalchemy.engine import Connection
 
 from marketplace.db import make_engine
 from marketplace.models import metadata
-from marketplace.settings import load_settings
 from marketplace.schema_filter import compare_type, include_object
+from marketplace.settings import load_settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
