@@ -42,7 +42,8 @@ from marketplace.audit.services import AuditLine, apply_transition, record, trai
 from marketplace.clock import BUSINESS_TZ, now_utc
 from marketplace.errors import Conflict, DomainError, FieldError, NotFound, ValidationFailed
 from marketplace.filings import codes
-from marketplace.outbox.services import queue_email
+from marketplace.matching.services import WARM_LIST
+from marketplace.outbox.services import add_side_effect, queue_email
 from marketplace.paging import PER_PAGE, Page, page_bounds
 from marketplace.settings import Settings
 
@@ -383,6 +384,9 @@ async def register_enterprise(
         details={"uscc": organisation.uscc, "admin_user_id": user.id},
     )
     await send_confirmation(session, settings=settings, user=user)
+    # Its recommendations, computed by the worker from the sign-up's industry and province, so that
+    # the first visit to 为我推荐 does not rank the whole catalogue (marketplace.matching.lists).
+    add_side_effect(session, kind=WARM_LIST, payload={"organisation_id": organisation.id}, key=f"{organisation.id}")
     return organisation, user
 
 

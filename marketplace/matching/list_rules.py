@@ -34,6 +34,10 @@ LIST_SIZE = 60
 #: transaction that wrote a catalogue row may commit after the list's snapshot, carrying an earlier
 #: ``updated_at`` (and application servers' clocks differ a little).
 SETTLE = timedelta(minutes=10)
+#: A list not brought up to date for this long is computed again instead: re-scoring every row
+#: changed since costs more than ranking the whole catalogue once a few weeks of changes pile up
+#: (a week's 2 % of the national stock: docs/benchmarks.md).
+MAX_AGE = timedelta(days=14)
 #: Raise when the ranking changes in a way the weights and data files do not show; every stored
 #: list then counts as made for another profile and is computed again on its next use.
 RANKING_VERSION = 1

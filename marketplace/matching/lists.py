@@ -96,7 +96,8 @@ async def up_to_date(
     # Core, not the ORM: a second visit in one session must read what the first one wrote.
     stored = (await session.execute(select(_LISTS).where(_LISTS.c.organisation_id == organisation_id))).first()
     ranked = None
-    if stored is not None and stored.fingerprint == fingerprint:
+    usable = stored is not None and stored.fingerprint == fingerprint
+    if usable and started - stored.fresh_through <= list_rules.MAX_AGE:
         ranked = await _caught_up(session, profile, organisation_id, stored, live, size)
         if not ranked.serves(limit):
             ranked = None

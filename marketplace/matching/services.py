@@ -23,6 +23,7 @@ from sqlalchemy import (
     Select,
     Table,
     TableClause,
+    Text,
     and_,
     bindparam,
     case,
@@ -376,18 +377,24 @@ def _scoring_columns(source: Source) -> list[Any]:
     return [c[name] for name in names]
 
 
-def _keyword_branch(source: Source, dialect: str, kind: int, points: int, keyword: str, name: str) -> Select | None:
+def _keyword_branch(
+    source: Source, dialect: str, kind: int, points: int, keyword: str, name: str, within: Any = None
+) -> Select | None:
     """The rows whose text has every token of ``keyword``, with their scoring columns (the index
-    scan reads those rows anyway) and the keyword's kind and points."""
+    scan reads those rows anyway) and the keyword's kind and points. ``within``: on PostgreSQL, a
+    CTE of a few rows' scoring columns and ``words`` (their tokens as an array) to test instead of
+    the whole table's index."""
     tokens = list(rules.keyword_tokens(keyword))
     if not tokens:
         return None
     # Constants inline: the kinds and points are our own integers, and a literal keeps the UNION typed.
-    query = select(
-        *_scoring_columns(source),
-        literal_column(str(int(kind))).label("kind"),
-        literal_column(str(int(points))).label("points"),
-    )
+    labels = (literal_column(str(int(kind))).label("kind"), literal_column(str(int(points))).label("points"))
+    if within is not None:
+        # Every token among the row's (as rules.keyword_hit has it), each branch its own parameter.
+        columns = [within.c[column.name] for column in _scoring_columns(source)]
+        wanted = bindparam(name, tokens, type_=postgresql.ARRAY(Text))
+        return select(*columns, *labels).where(within.c.words.op("@>")(wanted))
+    query = select(*_scoring_columns(source), *labels)
     if dialect == "sqlite":
         # Each branch its own parameter name: text() clauses sharing a name would share the value.
         match = text(f"{source.fts_name} MATCH :{name}").bindparams(**{name: catalogue_rules.fts5_match(tokens, [])})
@@ -449,7 +456,12 @@ def _row_signals(
 
 
 def keyword_branches(
-    dialect: str, profile: rules.Profile, weights: rules.Weights = rules.WEIGHTS, *, source: Source = CATALOGUE
+    dialect: str,
+    profile: rules.Profile,
+    weights: rules.Weights = rules.WEIGHTS,
+    *,
+    source: Source = CATALOGUE,
+    within: Any = None,
 ) -> list[Select]:
     """One full-text query per keyword (explicit and learned)."""
     keywords = [(_KIND_KEYWORD, weights.keyword, word, f"keyword_{i}") for i, word in enumerate(profile.keywords)]
@@ -459,7 +471,7 @@ def keyword_branches(
     ]
     branches = []
     for kind, points, word, name in keywords:
-        branch = _keyword_branch(source, dialect, kind, points, word, name)
+        branch = _keyword_branch(source, dialect, kind, points, word, name, within)
         if branch is not None:
             branches.append(branch)
     return branches
@@ -546,12 +558,28 @@ def ranking_query(
         coded = None
     if coded is None and not branches:
         return None
+    rows = c
     if changed_since is not None:
         changed = c.updated_at > changed_since
         if also_patents:
             changed = or_(changed, c.patent_id.in_(sorted(also_patents)))
-        branches = [branch.where(changed) for branch in branches]
-        coded = and_(coded, changed) if coded is not None else None
+        if dialect == "postgresql":
+            # A few thousand changed rows: each one's tokens become an array once (about 4 µs), and
+            # every keyword is tested against it. Through the GIN index a common term would visit
+            # all its hits (tens of thousands); filtering by age instead made the planner run
+            # to_tsvector (25 µs a row) for every row and keyword: p50 1.0 s for a week's changes at
+            # national scale (docs/benchmarks.md).
+            words = [func.string_to_array(c.search_tokens, literal_column("' '")).label("words")] if branches else []
+            recent = select(*_scoring_columns(source), *words).where(changed).cte("changed_rows")
+            recent = recent.prefix_with("MATERIALIZED")
+            rows = recent.c
+            if branches:
+                branches = keyword_branches(dialect, profile, weights, source=source, within=recent)
+            if coded is not None:
+                _, _, coded = _row_signals(profile, weights, rows, pruned=pruned, reach=reach)
+        else:
+            branches = [branch.where(changed) for branch in branches]
+            coded = and_(coded, changed) if coded is not None else None
 
     def newest(cols: Any) -> ColumnElement[Any]:
         return (cols.published_at if source.has_terms else cols.expiry_date).label("newest")
@@ -587,8 +615,16 @@ def ranking_query(
         words = select(*columns, points.label("keyword_points")).group_by(*columns).cte("keyword_hits")
         passes.append(scored(words.c, words.c.keyword_points, true()))
     if coded is not None:
-        where = coded if words is None else and_(coded, ~exists().where(words.c.id == c.id))
-        passes.append(scored(c, None, where))
+        if words is None:
+            where = coded
+        elif rows is c:
+            where = and_(coded, ~exists().where(words.c.id == c.id))
+        else:
+            # Changed rows only: the planner cannot estimate how many (the statistics lag the newest
+            # updated_at) and took a nested-loop anti join, 170 ms for a week's changes; NOT IN an
+            # uncorrelated list is one hashed lookup per row whatever the estimate.
+            where = and_(coded, rows.id.not_in(select(words.c.id)))
+        passes.append(scored(rows, None, where))
     candidates = (union_all(*passes) if len(passes) > 1 else passes[0]).subquery("candidates")
     order = (candidates.c.total.desc(), candidates.c.newest.desc(), candidates.c.id.desc())
     if keys_only:

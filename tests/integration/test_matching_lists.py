@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
@@ -24,7 +24,7 @@ from marketplace.matching.models import RecommendationList
 from marketplace.offers.models import OpenLicenceOffer, PaymentMode
 from marketplace.outbox.models import OutboxMessage
 from tests.catalogue_factories import make_licensor, publish_offer
-from tests.factories import api_token, bearer, delivered_mail, make_account
+from tests.factories import api_token, bearer, delivered_mail, make_account, sign_up_json
 from tests.licensing_factories import notice_form
 
 TITLES = (
@@ -203,3 +203,43 @@ async def test_the_api_shows_what_changed_since_the_last_visit(client, db):
         (await db.scalar(select(CatalogueEntry.id).where(CatalogueEntry.offer_id == offer_id)))
         for offer_id in (newest.id, second.id)
     ]
+
+
+async def test_a_new_enterprise_finds_its_list_computed_from_its_sign_up(client, db, sessionmaker, settings):
+    licensor = await make_licensor(db, "浙江注册测试大学", division_code="330106")
+    battery = await publish_offer(db, licensor, "一种锂电池负极材料", ipc_main="H01M 4/36")
+    sewage = await publish_offer(db, licensor, "一种污水处理系统", ipc_main="C02F 9/00")
+    response = await client.post("/api/v1/enterprises", json=sign_up_json(industry_code="C", division_code="330106"))
+    assert response.status_code == 201, response.text
+    organisation_id = response.json()["id"]
+    await delivered_mail(db, sessionmaker, settings)
+    stored = await db.scalar(select(RecommendationList).where(RecommendationList.organisation_id == organisation_id))
+    # Sign-up said manufacturing (C) in Zhejiang: both offers are relevant through the concordance.
+    expected = await services.ranked_rows(
+        db, rules.Profile(industries=("C",), provinces=("33",)), organisation_id, limit=list_rules.LIST_SIZE
+    )
+    assert stored is not None and [values[0] for values in stored.entries] == [row.id for row in expected]
+    assert {row.offer_id for row in expected} == {battery.id, sewage.id}
+
+
+async def test_a_list_left_for_weeks_is_ranked_again_rather_than_caught_up(db, monkeypatch):
+    licensor = await make_licensor(db, "浙江过期测试大学", division_code="330106")
+    await publish_offer(db, licensor, "一种石墨烯复合负极材料", ipc_main="H01M 4/36")
+    buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    organisation_id = buyer.organisation.id
+    calls = []
+    ranked_rows = services.ranked_rows
+
+    async def counted(*args, **kwargs):
+        calls.append(args)
+        return await ranked_rows(*args, **kwargs)
+
+    monkeypatch.setattr(services, "ranked_rows", counted)
+    await lists.up_to_date(db, PROFILE, organisation_id)
+    await lists.up_to_date(db, PROFILE, organisation_id)
+    assert len(calls) == 1
+    stale = datetime.now(UTC) - list_rules.MAX_AGE - timedelta(minutes=1)
+    await db.execute(update(RecommendationList).values(fresh_through=stale))
+    ranked = await lists.up_to_date(db, PROFILE, organisation_id)
+    assert len(calls) == 2 and len(ranked.entries) == 1
+    await db.commit()
