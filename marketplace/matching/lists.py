@@ -158,4 +158,5 @@ async def _warm(session: AsyncSession, message: OutboxMessage, settings: Setting
     if await session.get(Organisation, organisation_id) is None:
         return
     profile = await services.profile_for(session, organisation_id)
-    await up_to_date(session, services.as_rules(profile), organisation_id)
+    # Enough for the page; a list that already serves it is only brought up to date.
+    await up_to_date(session, services.as_rules(profile), organisation_id, limit=services.DEFAULT_RECOMMENDATIONS)
