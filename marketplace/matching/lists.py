@@ -1,21 +1,23 @@
 """Serving recommendations from each enterprise's stored list (see ``list_rules`` for why it is exact).
 
 A visit loads the enterprise's list, scores the catalogue rows changed since it was made (an
-indexed range of ``updated_at``, usually a few thousand rows at most) and the patents whose licence
-to the enterprise ended meanwhile, drops the listed rows that went away or are now licensed to it,
-and stores the result for the next visit. Only a new enterprise, a changed profile (or learned
-signal that counts) or a new ranking computes the list from the whole catalogue; a profile edit
-queues that computation in the outbox (:data:`services.WARM_LIST`), so the next visit finds it done.
+indexed range of ``updated_at``) and the patents whose licence to the enterprise ended meanwhile,
+drops the listed rows that went away or are now licensed to it, and stores the result for the next
+visit. The worker brings the lists of recent visitors up to date daily (:func:`refresh_lists`), so a
+visit scores at most a day's changes. Only a new enterprise, a changed profile (or learned signal
+that counts), a list left for weeks or a new ranking computes the list from the whole catalogue;
+sign-up and profile edits queue that computation in the outbox (:data:`services.WARM_LIST`), so the
+next visit finds it done.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.accounts.models import Organisation
 from marketplace.catalogue.models import CatalogueEntry
@@ -24,7 +26,7 @@ from marketplace.matching import list_rules, rules, services
 from marketplace.matching.list_rules import LIST_SIZE, Entry, RankedList
 from marketplace.matching.models import RecommendationList
 from marketplace.outbox.models import OutboxMessage
-from marketplace.outbox.services import handler
+from marketplace.outbox.services import handler, periodic_batches
 from marketplace.settings import Settings
 
 _ENTRIES = CatalogueEntry.__table__
@@ -83,9 +85,10 @@ async def up_to_date(
     *,
     limit: int = LIST_SIZE,
     size: int = LIST_SIZE,
+    visit: bool = False,
 ) -> RankedList:
     """The enterprise's list of ``size`` rows, brought up to date (or computed) and stored, able to
-    serve ``limit`` of them."""
+    serve ``limit`` of them; ``visit``: the enterprise is looking at it (page or API)."""
     if profile.is_empty:
         return RankedList((), None)
     fingerprint = list_rules.fingerprint(profile)
@@ -104,7 +107,7 @@ async def up_to_date(
     if ranked is None:
         rows = await services.ranked_rows(session, profile, organisation_id, limit=size)
         ranked = list_rules.fresh([_entry(row) for row in rows], size)
-    await _store(session, organisation_id, fingerprint, ranked, started - list_rules.SETTLE, live)
+    await _store(session, organisation_id, fingerprint, ranked, started - list_rules.SETTLE, live, visit)
     return ranked
 
 
@@ -115,6 +118,7 @@ async def _store(
     ranked: RankedList,
     fresh_through: datetime,
     live: set[int],
+    visit: bool,
 ) -> None:
     """Insert or replace the enterprise's list (two visits at once: the later write wins, and either
     is exact as of its own reading)."""
@@ -127,6 +131,8 @@ async def _store(
         "excluded_patent_ids": sorted(live),
         "updated_at": at,
     }
+    if visit:
+        values["visited_at"] = at
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(_LISTS).values(organisation_id=organisation_id, created_at=at, **values)
     await session.execute(statement.on_conflict_do_update(index_elements=["organisation_id"], set_=values))
@@ -136,7 +142,7 @@ async def served(
     session: AsyncSession, profile: rules.Profile, organisation_id: int, *, limit: int
 ) -> list[services.Recommendation]:
     """The enterprise's best ``limit`` published offers with their reasons, from its stored list."""
-    ranked = await up_to_date(session, profile, organisation_id, limit=limit)
+    ranked = await up_to_date(session, profile, organisation_id, limit=limit, visit=True)
     top = ranked.entries[:limit]
     if not top:
         return []
@@ -160,3 +166,46 @@ async def _warm(session: AsyncSession, message: OutboxMessage, settings: Setting
     profile = await services.profile_for(session, organisation_id)
     # Enough for the page; a list that already serves it is only brought up to date.
     await up_to_date(session, services.as_rules(profile), organisation_id, limit=services.DEFAULT_RECOMMENDATIONS)
+
+
+#: Lists visited this recently are kept up to date by :func:`refresh_lists`.
+ACTIVE = timedelta(days=30)
+#: … when they were last brought up to date this long ago (once a day, at whichever hour).
+REFRESH_AFTER = timedelta(hours=20)
+REFRESH_BATCH = 100
+
+
+@periodic_batches("matching.refresh_lists", 3600)
+async def refresh_lists(sessionmaker: async_sessionmaker, settings: Settings) -> int:
+    """Bring up to date, once a day, the lists of the enterprises that visited in the last 30 days
+    (or signed up, and have not visited yet):
+    a visit then scores at most a day's catalogue changes (a week's cost about five times as much,
+    docs/benchmarks.md). 100 lists per transaction; returns how many were brought up to date."""
+    done, after = 0, 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            now = datetime.now(UTC)
+            due = (
+                select(_LISTS.c.organisation_id)
+                .where(
+                    # Visited lately, or made lately (at sign-up) and waiting for the first visit.
+                    or_(
+                        _LISTS.c.visited_at > now - ACTIVE,
+                        and_(_LISTS.c.visited_at.is_(None), _LISTS.c.created_at > now - ACTIVE),
+                    ),
+                    _LISTS.c.fresh_through < now - REFRESH_AFTER,
+                    _LISTS.c.organisation_id > after,
+                )
+                .order_by(_LISTS.c.organisation_id)
+                .limit(REFRESH_BATCH)
+            )
+            organisation_ids = list(await session.scalars(due))
+            if not organisation_ids:
+                return done
+            for organisation_id in organisation_ids:
+                profile = await services.profile_for(session, organisation_id)
+                await up_to_date(
+                    session, services.as_rules(profile), organisation_id, limit=services.DEFAULT_RECOMMENDATIONS
+                )
+            done += len(organisation_ids)
+            after = organisation_ids[-1]

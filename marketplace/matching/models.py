@@ -190,3 +190,6 @@ class RecommendationList(Base):
     fresh_through: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     #: The patents the enterprise held a live licence for (left out of the list then).
     excluded_patent_ids: Mapped[list[int]] = mapped_column(JsonB, default=list)
+    #: The enterprise's last visit (page or API); lists visited in the last 30 days are kept up to
+    #: date daily by the worker, so a visit scores at most a day's changes.
+    visited_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))

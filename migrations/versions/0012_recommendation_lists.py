@@ -4,7 +4,8 @@ Ranking a profile over the national stock visits every catalogue row a common ke
 p95 stayed about twice the 200 ms target however the query was shaped (docs/benchmarks.md). The
 best 60 rows are now stored per enterprise (``marketplace.matching.list_rules``) and a visit scores
 only the catalogue rows changed since, found through a new index on ``catalogue_entries.updated_at``
-(a plain index: no table rebuild, so the FTS5 triggers of 0002 stay). Lists are filled on first use.
+(a plain index: no table rebuild, so the FTS5 triggers of 0002 stay). Lists are filled on first use,
+at sign-up and after profile edits; ``visited_at`` lets the worker keep recently visited ones current.
 
 Revision ID: 0012
 Revises: 0011
@@ -33,6 +34,7 @@ def upgrade() -> None:
     sa.Column('boundary', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'cockroachdb').with_variant(advanced_alchemy.types.json.ORA_JSONB(), 'oracle').with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('fresh_through', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('excluded_patent_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'cockroachdb').with_variant(advanced_alchemy.types.json.ORA_JSONB(), 'oracle').with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('visited_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('created_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('updated_at', advanced_alchemy.types.datetime.DateTimeUTC(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_recommendation_lists_organisation_id_organisations'), ondelete='CASCADE'),

@@ -243,3 +243,40 @@ async def test_a_list_left_for_weeks_is_ranked_again_rather_than_caught_up(db, m
     ranked = await lists.up_to_date(db, PROFILE, organisation_id)
     assert len(calls) == 2 and len(ranked.entries) == 1
     await db.commit()
+
+
+async def test_the_worker_keeps_the_lists_of_recent_visitors_current(client, db, sessionmaker, settings):
+    licensor = await make_licensor(db, "浙江刷新测试大学", division_code="330106")
+    await publish_offer(db, licensor, "一种石墨烯复合负极材料", ipc_main="H01M 4/36")
+    visitor = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    idle = await make_account(db, kind=OrganisationKind.ENTERPRISE)
+    for account in (visitor, idle):
+        body = _profile_body(ipc_codes=["H01M"])
+        assert (await client.put("/api/v1/profile", json=body, headers=bearer(await api_token(db, account)))).is_success
+    assert (await client.get("/api/v1/recommendations", headers=bearer(await api_token(db, visitor)))).is_success
+    await lists.up_to_date(db, PROFILE, idle.organisation.id)  # the worker's computation: not a visit
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    await db.execute(update(RecommendationList).values(fresh_through=day_ago))
+    # Made 40 days ago and never visited: the worker no longer keeps it.
+    month_ago = datetime.now(UTC) - timedelta(days=40)
+    idle_list = RecommendationList.organisation_id == idle.organisation.id
+    await db.execute(update(RecommendationList).where(idle_list).values(created_at=month_ago))
+    await db.commit()
+    newest = await publish_offer(db, licensor, "一种石墨烯锂电池负极", ipc_main="H01M 4/36", mode=PaymentMode.FREE)
+
+    assert await lists.refresh_lists(sessionmaker, settings) == 1
+    db.expunge_all()
+    stored = {
+        row.organisation_id: row for row in await db.scalars(select(RecommendationList).order_by(RecommendationList.id))
+    }
+    refreshed = stored[visitor.organisation.id]
+    assert refreshed.fresh_through > day_ago + timedelta(hours=20) and refreshed.visited_at is not None
+    newest_row = await db.scalar(select(CatalogueEntry.id).where(CatalogueEntry.offer_id == newest.id))
+    assert refreshed.entries[0][0] == newest_row
+    profile = services.as_rules(await services.profile_for(db, visitor.organisation.id))
+    full = await services.ranked_rows(db, profile, visitor.organisation.id, limit=list_rules.LIST_SIZE)
+    assert [values[0] for values in refreshed.entries] == [row.id for row in full]
+    # Left as it was (a visit would catch up, or rank afresh once it is older than MAX_AGE).
+    assert stored[idle.organisation.id].visited_at is None
+    assert stored[idle.organisation.id].fresh_through < day_ago + timedelta(seconds=1)
+    assert await lists.refresh_lists(sessionmaker, settings) == 0
