@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from marketplace.accounts.models import Organisation
 from marketplace.catalogue.models import CatalogueEntry
-from marketplace.licensing.models import LicenceContract
 from marketplace.matching import list_rules, rules, services
 from marketplace.matching.list_rules import LIST_SIZE, Entry, RankedList
 from marketplace.matching.models import RecommendationList
@@ -37,14 +36,6 @@ def _entry(row: Any) -> Entry:
     mapping = row._mapping
     published = mapping["newest"] if "newest" in mapping else mapping["published_at"]
     return Entry(row.id, row.patent_id, int(row.total), list_rules.micros(published))
-
-
-async def live_patents(session: AsyncSession, organisation_id: int) -> set[int]:
-    """The patents the enterprise holds a live licence for (never recommended to it)."""
-    query = select(LicenceContract.patent_id).where(
-        LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(services.LIVE)
-    )
-    return set(await session.scalars(query))
 
 
 async def _caught_up(
@@ -95,7 +86,7 @@ async def up_to_date(
     # The wall clock, as ``updated_at`` is stamped (advanced-alchemy), not the business clock.
     started = datetime.now(UTC)
     await services.no_jit(session)
-    live = await live_patents(session, organisation_id)
+    live = set(await session.scalars(services.licensed_patents(organisation_id)))
     # Core, not the ORM: a second visit in one session must read what the first one wrote.
     stored = (await session.execute(select(_LISTS).where(_LISTS.c.organisation_id == organisation_id))).first()
     ranked = None
@@ -163,8 +154,13 @@ async def _warm(session: AsyncSession, message: OutboxMessage, settings: Setting
     organisation_id = int(message.payload["organisation_id"])
     if await session.get(Organisation, organisation_id) is None:
         return
+    await _for_the_page(session, organisation_id)
+
+
+async def _for_the_page(session: AsyncSession, organisation_id: int) -> None:
+    """The enterprise's list, from its current profile, enough for the page (a list that already
+    serves it is only brought up to date, not ranked afresh)."""
     profile = await services.profile_for(session, organisation_id)
-    # Enough for the page; a list that already serves it is only brought up to date.
     await up_to_date(session, services.as_rules(profile), organisation_id, limit=services.DEFAULT_RECOMMENDATIONS)
 
 
@@ -203,9 +199,6 @@ async def refresh_lists(sessionmaker: async_sessionmaker, settings: Settings) ->
             if not organisation_ids:
                 return done
             for organisation_id in organisation_ids:
-                profile = await services.profile_for(session, organisation_id)
-                await up_to_date(
-                    session, services.as_rules(profile), organisation_id, limit=services.DEFAULT_RECOMMENDATIONS
-                )
+                await _for_the_page(session, organisation_id)
             done += len(organisation_ids)
             after = organisation_ids[-1]

@@ -67,6 +67,13 @@ EVALUATION_WEIGHT = 3
 LIVE = (ContractStatus.AWAITING_PAYMENT, ContractStatus.ACTIVE)
 
 
+def licensed_patents(organisation_id: int) -> Select:
+    """The patents the enterprise holds a live licence for: never recommended to it."""
+    return select(LicenceContract.patent_id).where(
+        LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(LIVE)
+    )
+
+
 def matching_refusal(principal: Principal | None) -> str | None:
     if principal is None:
         return "请先登录"
@@ -257,8 +264,9 @@ async def learn_from_patent(session: AsyncSession, principal: Principal | None, 
 def warm_if_changed(session: AsyncSession, profile: InterestProfile, ranked_for: str) -> None:
     """Queue the computation of the enterprise's stored list when what it is ranked for changed
     (a learned count that does not change the top terms does not), so its next visit is quick."""
-    fingerprint = list_rules.fingerprint(as_rules(profile))
-    if fingerprint != ranked_for and not as_rules(profile).is_empty:
+    ranked = as_rules(profile)
+    fingerprint = list_rules.fingerprint(ranked)
+    if fingerprint != ranked_for and not ranked.is_empty:
         add_side_effect(
             session,
             kind=WARM_LIST,
@@ -590,9 +598,7 @@ def ranking_query(
         if keyword_points is not None:
             total = total + keyword_points
         # NOT IN an uncorrelated list: one hashed lookup per row, not a probe of the contracts.
-        licensed = select(LicenceContract.patent_id).where(
-            LicenceContract.licensee_organisation_id == organisation_id, LicenceContract.status.in_(LIVE)
-        )
+        licensed = licensed_patents(organisation_id)
         eligible = and_(cols.licensor_organisation_id != organisation_id, cols.patent_id.not_in(licensed))
         if at_least is not None:
             eligible = and_(eligible, total >= at_least)

@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
@@ -56,12 +57,24 @@ async def _offer(db, rng: random.Random, licensors: list) -> OpenLicenceOffer:
     )
 
 
-async def _full_ranking(db, organisation_id: int) -> list[tuple[int, int]]:
-    rows = await services.ranked_rows(db, PROFILE, organisation_id, limit=SHOWN)
-    return [(row.id, row.total) for row in rows]
+#: Ranking the whole catalogue, uncounted: what a served list must equal.
+RANKED_ROWS = services.ranked_rows
 
 
-async def test_a_stored_list_stays_exact_through_catalogue_and_licence_changes(db, monkeypatch):
+@pytest.fixture
+def full_rankings(monkeypatch) -> list:
+    """Each time the lists rank the whole catalogue (``services.ranked_rows``), its arguments."""
+    calls = []
+
+    async def counted(*args, **kwargs):
+        calls.append(args)
+        return await RANKED_ROWS(*args, **kwargs)
+
+    monkeypatch.setattr(services, "ranked_rows", counted)
+    return calls
+
+
+async def test_a_stored_list_stays_exact_through_catalogue_and_licence_changes(db, monkeypatch, full_rankings):
     # Only rows changed after the list was made are scored again (no settling time in a test).
     monkeypatch.setattr(list_rules, "SETTLE", timedelta(0))
     rng = random.Random(11)
@@ -72,22 +85,13 @@ async def test_a_stored_list_stays_exact_through_catalogue_and_licence_changes(d
     offers = [await _offer(db, rng, licensors) for _ in range(18)]
     buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
     organisation_id = buyer.organisation.id
-    full_rankings = 0
-    ranked_rows = services.ranked_rows
-
-    async def counted(*args, **kwargs):
-        nonlocal full_rankings
-        full_rankings += 1
-        return await ranked_rows(*args, **kwargs)
-
-    monkeypatch.setattr(services, "ranked_rows", counted)
     held: list[LicenceContract] = []
     done: Counter[str] = Counter()
     rounds = 20
     for round_ in range(rounds):
         served = await lists.up_to_date(db, PROFILE, organisation_id, limit=SHOWN, size=SIZE)
         await db.commit()
-        expected = await ranked_rows(db, PROFILE, organisation_id, limit=SHOWN)
+        expected = await RANKED_ROWS(db, PROFILE, organisation_id, limit=SHOWN)
         assert [(e.id, e.total) for e in served.entries[:SHOWN]] == [(r.id, r.total) for r in expected], round_
         await db.commit()
         for _ in range(rng.randint(1, 3)):
@@ -95,7 +99,7 @@ async def test_a_stored_list_stays_exact_through_catalogue_and_licence_changes(d
             done[await _change(db, rng, offers, licensors, buyer, held, shown)] += 1
     assert set(done) >= {"publish", "withdraw", "retier", "reprice", "retitle", "licence", "licence_ends"}, done
     # Most visits only scored the rows that changed since the one before.
-    assert full_rankings <= rounds // 2, full_rankings
+    assert len(full_rankings) <= rounds // 2, len(full_rankings)
 
 
 async def _offer_of(db, offer_id: int) -> OpenLicenceOffer:
@@ -222,26 +226,18 @@ async def test_a_new_enterprise_finds_its_list_computed_from_its_sign_up(client,
     assert {row.offer_id for row in expected} == {battery.id, sewage.id}
 
 
-async def test_a_list_left_for_weeks_is_ranked_again_rather_than_caught_up(db, monkeypatch):
+async def test_a_list_left_for_weeks_is_ranked_again_rather_than_caught_up(db, full_rankings):
     licensor = await make_licensor(db, "浙江过期测试大学", division_code="330106")
     await publish_offer(db, licensor, "一种石墨烯复合负极材料", ipc_main="H01M 4/36")
     buyer = await make_account(db, kind=OrganisationKind.ENTERPRISE)
     organisation_id = buyer.organisation.id
-    calls = []
-    ranked_rows = services.ranked_rows
-
-    async def counted(*args, **kwargs):
-        calls.append(args)
-        return await ranked_rows(*args, **kwargs)
-
-    monkeypatch.setattr(services, "ranked_rows", counted)
     await lists.up_to_date(db, PROFILE, organisation_id)
     await lists.up_to_date(db, PROFILE, organisation_id)
-    assert len(calls) == 1
+    assert len(full_rankings) == 1
     stale = datetime.now(UTC) - list_rules.MAX_AGE - timedelta(minutes=1)
     await db.execute(update(RecommendationList).values(fresh_through=stale))
     ranked = await lists.up_to_date(db, PROFILE, organisation_id)
-    assert len(calls) == 2 and len(ranked.entries) == 1
+    assert len(full_rankings) == 2 and len(ranked.entries) == 1
     await db.commit()
 
 
